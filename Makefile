@@ -1,0 +1,45 @@
+# Set-up is automatic: every target that needs Python creates .venv (once) from requirements*.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+SHARED ?= ../shared/data
+
+.PHONY: run test test-fast venv data train-cnn train-efficientnet evaluate clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve the API and the page with the shipped weights
+	$(PY) -m backend --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## the whole suite
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+data: $(STAMP)  ## unpack CIFAKE into data/ and pre-decode it
+	$(PY) prepare_data.py --source $(SHARED)/cifake.tar.gz
+	mkdir -p data && tar xzf $(SHARED)/sd-vs-coco-200.tar.gz -C data/
+
+train-cnn: $(STAMP)
+	$(PY) train_cnn.py --resume
+
+train-efficientnet: $(STAMP)
+	$(PY) train_efficientnet.py --resume
+
+evaluate: $(STAMP)  ## the reports committed under docs/reports
+	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test"
+	$(PY) evaluate.py --data-dir data/sd-vs-coco-200 --output docs/reports/sd-vs-coco-200 --title "sd-vs-coco-200"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,59 @@
+"""The one place where errors become HTTP responses: {"error": {"code", "message"}} with the right status."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from utils.errors import DetectorError, ImageTooLarge, InvalidImage, ModelUnavailable, UnsupportedImageType
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[DetectorError], int] = {
+    InvalidImage: 400,
+    ImageTooLarge: 413,
+    UnsupportedImageType: 415,
+    ModelUnavailable: 503,
+}
+
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "image_too_large",
+              415: "unsupported_media_type", 500: "internal_error", 503: "model_unavailable"}
+
+
+def error_body(code: str, message: str) -> dict:
+    """The JSON error shape used by every endpoint (and per file in batch results)."""
+    return {"error": {"code": code, "message": message}}
+
+
+def status_for(error: DetectorError) -> int:
+    """HTTP status for one of the project's errors."""
+    for kind, status in STATUS_BY_ERROR.items():
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map DetectorError, HTTP errors and anything unexpected to JSON; never leak internals."""
+
+    @app.errorhandler(DetectorError)
+    def _detector_error(error: DetectorError):
+        return jsonify(error_body(error.code, error.message)), status_for(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"the request is larger than the limit of {limit:,} bytes" if limit else message
+        response = jsonify(error_body(HTTP_CODES.get(status, error.name.lower().replace(" ", "_")), message))
+        if status == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal_error", "an internal error occurred; it has been logged")), 500

@@ -1,0 +1,31 @@
+"""Serving settings: config/config.yaml's `serving` section, overridden by DETECTOR_* environment variables."""
+from __future__ import annotations
+
+import os
+
+from utils.config import load_config, project_path
+
+# Environment variable -> (setting, type). One place, so the README can list them.
+ENV_OVERRIDES = {
+    "DETECTOR_WEIGHTS_DIR": ("weights_dir", str),
+    "DETECTOR_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "DETECTOR_MAX_PIXELS": ("max_pixels", int),
+    "DETECTOR_MAX_BATCH_FILES": ("max_batch_files", int),
+    "DETECTOR_CORS_ORIGINS": ("cors_origins", str),
+    "DETECTOR_UNCERTAIN_BAND": ("uncertain_band", float),
+    "DETECTOR_OVERLAY_SIZE": ("overlay_size", int),
+    "DETECTOR_TORCH_THREADS": ("torch_threads", int),
+}
+
+
+def serving_settings(overrides: dict | None = None, config_path: str | None = None) -> dict:
+    """Effective serving settings: config file, then environment, then explicit overrides (flags, tests)."""
+    config = load_config(config_path)
+    settings = dict(config["serving"])
+    settings["model_files"] = {name: section["output"] for name, section in config["models"].items()}
+    for variable, (key, kind) in ENV_OVERRIDES.items():
+        if variable in os.environ:
+            settings[key] = kind(os.environ[variable])
+    settings.update(overrides or {})
+    settings["weights_dir"] = str(project_path(settings["weights_dir"]))
+    return settings

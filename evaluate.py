@@ -1,0 +1,114 @@
+"""Evaluate the shipped models (and their ensemble) on any folder laid out as <root>/{REAL,FAKE}/*.
+
+Example: python evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test
+Writes <output>/metrics.json and PNGs (confusion matrices, ROC, precision-recall, reliability).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.calibration import p_fake_from_logits
+from utils.checkpoint import git_commit, load_checkpoint, utc_now
+from utils.config import load_config, project_path
+from utils.data import load_image_folder
+from utils.ensemble import ensemble_p_fake, ensemble_threshold
+from utils.errors import ModelUnavailable
+from utils.inference import predict_logits
+from utils.metrics import binary_metrics
+from utils.preprocessing import PreprocessSpec
+from utils.report_plots import plot_confusion_matrices, plot_reliability, plot_roc_and_pr
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="folder with REAL/ and FAKE/ subfolders")
+    parser.add_argument("--output", required=True, help="report folder to write")
+    parser.add_argument("--weights", nargs="+", default=None,
+                        help="checkpoint files (default: every model in config models.*.output)")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: config data.cache_dir)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--title", default=None, help="label for plot titles (default: the folder name)")
+    return parser
+
+
+def score_folder(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None, batch_size: int):
+    """Labels, per-model calibrated p_fake, and metadata for every checkpoint on one folder."""
+    labels = None
+    scores: dict[str, np.ndarray] = {}
+    metadata_by_name: dict[str, dict] = {}
+    for path in checkpoints:
+        model, metadata = load_checkpoint(path)
+        spec = PreprocessSpec.from_metadata(metadata)
+        data = load_image_folder(data_dir, spec.input_size, cache_dir)
+        if labels is not None and not np.array_equal(labels, data.labels.numpy()):
+            raise RuntimeError("models saw different label orders; the folder changed during evaluation")
+        labels = data.labels.numpy()
+        logits = predict_logits(model, data.images, spec, batch_size=batch_size)
+        scores[metadata["name"]] = p_fake_from_logits(logits, metadata["temperature"]).numpy()
+        metadata_by_name[metadata["name"]] = metadata
+    return labels, scores, metadata_by_name
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Score the folder, write metrics.json and the plots, print a summary table."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_args_parser().parse_args(argv)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    config = load_config(args.config)
+    checkpoints = [Path(p) for p in args.weights] if args.weights else [
+        project_path(section["output"]) for section in config["models"].values()]
+    cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])
+    data_dir = Path(args.data_dir)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    labels, scores, metadata = score_folder(checkpoints, data_dir, cache_dir, args.batch_size)
+    results = {name: binary_metrics(labels, p, metadata[name]["threshold"]) for name, p in scores.items()}
+    if len(scores) > 1:
+        threshold = ensemble_threshold([m["threshold"] for m in metadata.values()])
+        scores["ensemble"] = ensemble_p_fake(list(scores.values()))
+        results["ensemble"] = binary_metrics(labels, scores["ensemble"], threshold)
+
+    report = {
+        "data_dir": str(args.data_dir),
+        "images": int(len(labels)),
+        "results": results,
+        "models": {name: {"file": str(path.name), "temperature": m["temperature"], "threshold": m["threshold"],
+                          "input_size": m["input_size"], "trained_at": m.get("created_at"),
+                          "trained_commit": m.get("git_commit")}
+                   for (name, m), path in zip(metadata.items(), checkpoints)},
+        "ensemble_rule": "mean of calibrated p_fake; threshold = mean of the models' thresholds",
+        "generated_at": utc_now(),
+        "git_commit": git_commit(),
+    }
+    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    title = args.title or data_dir.name
+    plot_confusion_matrices(results, output / "confusion_matrices.png", f"Confusion matrices: {title}")
+    plot_roc_and_pr(labels, scores, results, output / "roc.png", output / "precision_recall.png", title)
+    plot_reliability(labels, scores, results, output / "reliability.png", title)
+
+    print(f"{'scorer':<18}{'accuracy':>9}{'precision':>10}{'recall':>8}{'F1':>8}{'ROC-AUC':>9}{'PR-AUC':>8}{'ECE':>8}")
+    for name, m in results.items():
+        print(f"{name:<18}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}{m['f1']:>8.4f}"
+              f"{m['roc_auc']:>9.5f}{m['pr_auc']:>8.5f}{m['ece']:>8.4f}")
+    print(f"wrote {output / 'metrics.json'} and plots")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ModelUnavailable, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,29 @@
+"""Model registry: build any project model by name, and find the layer Grad-CAM explains."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from models.artifact_cnn import ArtifactCNN
+from models.efficientnet import build_efficientnet_b0, load_imagenet_weights
+
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "artifact_cnn": ArtifactCNN,
+    "efficientnet_b0": build_efficientnet_b0,
+}
+
+
+def build_model(arch: str, **arch_args) -> nn.Module:
+    """Build the architecture registered as `arch` with its constructor arguments."""
+    if arch not in MODEL_BUILDERS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(MODEL_BUILDERS)}")
+    return MODEL_BUILDERS[arch](**arch_args)
+
+
+def gradcam_layer_name(model: nn.Module) -> str:
+    """Dotted name of the module whose activations Grad-CAM explains."""
+    return model.gradcam_layer
+
+
+__all__ = ["build_model", "gradcam_layer_name", "load_imagenet_weights", "MODEL_BUILDERS"]

@@ -1,0 +1,49 @@
+"""Shared fixtures: paths to committed sample images, and tiny random-init checkpoints for plumbing tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import build_model
+from utils.checkpoint import save_checkpoint
+from utils.preprocessing import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cifake_test_sample() -> Path:
+    """200 real CIFAKE test images (100 REAL, 100 FAKE)."""
+    return FIXTURES / "cifake_test_sample"
+
+
+@pytest.fixture(scope="session")
+def cifake_train_sample() -> Path:
+    """300 real CIFAKE train images (150 REAL, 150 FAKE)."""
+    return FIXTURES / "cifake_train_sample"
+
+
+def tiny_metadata(name: str, arch: str, arch_args: dict, gradcam_layer: str, **overrides) -> dict:
+    """Metadata for an untrained model, complete enough for the loader and the service."""
+    metadata = {"name": name, "arch": arch, "arch_args": arch_args, "input_size": 32, "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD), "class_names": list(CLASS_NAMES), "gradcam_layer": gradcam_layer,
+                "temperature": 1.0, "threshold": 0.5, "training": {}, "metrics": {"val": None, "test": None}}
+    metadata.update(overrides)
+    return metadata
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory) -> Path:
+    """A weights folder with random-init, small CNN and EfficientNet checkpoints (plumbing tests only)."""
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    torch.manual_seed(0)
+    cnn_args = {"widths": [8, 8, 16, 16]}
+    cnn = build_model("artifact_cnn", **cnn_args)
+    save_checkpoint(folder / "cnn.pt", cnn, tiny_metadata("cnn", "artifact_cnn", cnn_args, cnn.gradcam_layer))
+    effnet = build_model("efficientnet_b0")
+    save_checkpoint(folder / "efficientnet_b0.pt", effnet,
+                    tiny_metadata("efficientnet", "efficientnet_b0", {}, effnet.gradcam_layer))
+    return folder

@@ -1,0 +1,8 @@
+"""Train the custom CNN (ArtifactCNN) on a REAL/FAKE folder and write a calibrated checkpoint.
+
+Example: python train_cnn.py --data-dir data/cifake/train --epochs 8
+"""
+from utils.training import main
+
+if __name__ == "__main__":
+    main("cnn", description=__doc__)

@@ -1,0 +1,1 @@
+"""Shared, Flask-free building blocks: data, preprocessing, metrics, calibration, checkpoints, Grad-CAM."""

@@ -1,0 +1,316 @@
+"""Shared training loop for every model: data, schedule, early stopping, resume, calibration, checkpoint.
+
+The entry points (train_cnn.py, train_efficientnet.py) only pick which model's config section to use.
+Layout follows torchvision's references: `get_args_parser`, `train_one_epoch`, `evaluate`, `main`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models import build_model, load_imagenet_weights
+from utils.augment import flip_and_translate
+from utils.calibration import choose_threshold, fit_temperature, p_fake_from_logits
+from utils.checkpoint import git_commit, save_checkpoint, utc_now
+from utils.config import load_config, project_path
+from utils.data import ImageSet, load_image_folder, split_train_val
+from utils.inference import autocast_context, bf16_is_fast, predict_logits
+from utils.metrics import binary_metrics
+from utils.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
+
+log = logging.getLogger(__name__)
+
+HYPERPARAMETERS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
+                   "label_smoothing", "max_shift", "patience", "seed")
+
+
+def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser:
+    """Flags shared by the training scripts; unset flags fall back to config/config.yaml."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=None, help="config file (default: config/config.yaml)")
+    parser.add_argument("--data-dir", help="training folder with REAL/ and FAKE/ (default: config data.train_dir)")
+    parser.add_argument("--test-dir", help="optional held-out folder scored once at the end for the report "
+                                           "(default: config data.test_dir when it exists); never used for choices")
+    parser.add_argument("--output", help=f"checkpoint to write (default: config models.{model_key}.output)")
+    parser.add_argument("--run-dir", help="where the resumable state, log and curves go (default: runs/<model>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--patience", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--val-fraction", type=float)
+    parser.add_argument("--limit", type=int, help="use only this many training images (quick experiments)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto uses bf16 autocast where the hardware runs it natively")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
+    if model_key == "efficientnet":
+        parser.add_argument("--pretrained", metavar="SOURCE",
+                            help="start from ImageNet weights: 'torchvision' (weights API) or a local .pth file")
+    return parser
+
+
+def _settings(args: argparse.Namespace, model_cfg: dict) -> dict:
+    settings = dict(model_cfg["train"])
+    for name in HYPERPARAMETERS:
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on biases and norm parameters."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": settings["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if settings["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=settings["lr"], momentum=settings.get("momentum", 0.9), nesterov=True)
+    if settings["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=settings["lr"])
+    raise ValueError(f"unknown optimizer {settings['optimizer']!r}")
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, data: ImageSet,
+                    spec: PreprocessSpec, settings: dict, device: torch.device, bf16: bool,
+                    generator: torch.Generator, epoch: int) -> dict:
+    """One pass over `data` in a seeded random order; returns mean loss and accuracy."""
+    model.train()
+    order = torch.randperm(len(data), generator=generator)
+    batch_size = settings["batch_size"]
+    n_batches = len(order) // batch_size  # drop the ragged last batch: BatchNorm dislikes tiny batches
+    total_loss, total_correct, seen = 0.0, 0, 0
+    bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{settings['epochs']}", leave=False, unit="batch",
+               mininterval=2.0)
+    for i in bar:
+        index = order[i * batch_size:(i + 1) * batch_size]
+        inputs = normalize_batch(data.images[index].to(device, non_blocking=True), spec)
+        inputs = flip_and_translate(inputs, settings["max_shift"], generator)
+        labels = data.labels[index].to(device, non_blocking=True)
+        with autocast_context(device, bf16):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=settings["label_smoothing"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(index)
+        total_correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(index)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.4f}",
+                        lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    return {"loss": total_loss / max(seen, 1), "accuracy": total_correct / max(seen, 1)}
+
+
+def evaluate(model: nn.Module, data: ImageSet, spec: PreprocessSpec, device: torch.device, bf16: bool) -> dict:
+    """Validation loss (no smoothing) and accuracy."""
+    logits = predict_logits(model, data.images, spec, device=device, bf16=bf16)
+    loss = F.cross_entropy(logits, data.labels).item()
+    accuracy = (logits.argmax(1) == data.labels).float().mean().item()
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """Per-epoch CSV log and a training-curve PNG."""
+    with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "val"):
+        ax_loss.plot(epochs, [row[f"{split}_loss"] for row in history], marker="o", label=split)
+        ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in history], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train includes label smoothing)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def _limit_per_class(labels: torch.Tensor, indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    kept = []
+    for label in (0, 1):
+        members = indices[labels[indices].numpy() == label]
+        kept.append(rng.choice(members, size=min(len(members), limit // 2), replace=False))
+    return np.sort(np.concatenate(kept))
+
+
+def calibrate_and_describe(model: nn.Module, val: ImageSet, spec: PreprocessSpec, device: torch.device) -> dict:
+    """Fit temperature and threshold on validation logits (float32, as served); return them with val metrics."""
+    logits = predict_logits(model, val.images, spec, device=device, bf16=False)
+    temperature = fit_temperature(logits, val.labels)
+    p_fake = p_fake_from_logits(logits, temperature).numpy()
+    threshold = choose_threshold(p_fake, val.labels.numpy())
+    uncalibrated_ece = binary_metrics(val.labels.numpy(), p_fake_from_logits(logits).numpy(), threshold)["ece"]
+    metrics = binary_metrics(val.labels.numpy(), p_fake, threshold)
+    metrics["ece_before_calibration"] = uncalibrated_ece
+    return {"temperature": temperature, "threshold": threshold, "val_metrics": metrics}
+
+
+def main(model_key: str, argv: list[str] | None = None, description: str = "") -> Path:
+    """Train one model from its config section and write its calibrated checkpoint; returns the checkpoint path."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_args_parser(model_key, description).parse_args(argv)
+    config = load_config(args.config)
+    model_cfg = config["models"][model_key]
+    data_cfg = config["data"]
+    settings = _settings(args, model_cfg)
+    spec = PreprocessSpec(model_cfg["input_size"], tuple(model_cfg["mean"]), tuple(model_cfg["std"]))
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_fast(device))
+    torch.manual_seed(settings["seed"])
+    np.random.seed(settings["seed"])
+
+    data_dir = project_path(args.data_dir or data_cfg["train_dir"])
+    cache_dir = None if args.no_cache else project_path(data_cfg["cache_dir"])
+    dataset = load_image_folder(data_dir, spec.input_size, cache_dir)
+    val_fraction = args.val_fraction if args.val_fraction is not None else data_cfg["val_fraction"]
+    train_idx, val_idx = split_train_val(dataset.labels, dataset.digests, val_fraction, data_cfg["split_seed"])
+    if args.limit:
+        train_idx = _limit_per_class(dataset.labels, train_idx, args.limit, settings["seed"])
+        val_idx = _limit_per_class(dataset.labels, val_idx, max(200, args.limit // 5), settings["seed"])
+    train_set, val_set = dataset.subset(train_idx), dataset.subset(val_idx)
+    log.info("train %d images, validation %d images, device %s, bf16 %s", len(train_set), len(val_set), device, bf16)
+
+    model = build_model(model_cfg["arch"], **model_cfg["arch_args"])
+    pretrained = getattr(args, "pretrained", None)
+    if pretrained:
+        load_imagenet_weights(model, pretrained)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, settings)
+    steps_per_epoch = len(train_set) // settings["batch_size"]
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images is fewer than one batch of {settings['batch_size']}")
+    total_steps = steps_per_epoch * settings["epochs"]
+    warmup_steps = max(1, int(settings["warmup_epochs"] * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, warmup_steps))
+    generator = torch.Generator().manual_seed(settings["seed"])
+
+    run_dir = project_path(args.run_dir or f"runs/{model_key}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    history: list[dict] = []
+    start_epoch, best_accuracy, best_epoch, stale_epochs = 0, -1.0, -1, 0
+    last_path, best_path = run_dir / "last.pt", run_dir / "best_state.pt"
+    started = time.time()
+    elapsed_before = 0.0
+    if args.resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history = json.loads(state["history"])
+        start_epoch, best_accuracy = state["epoch"] + 1, state["best_accuracy"]
+        best_epoch, stale_epochs, elapsed_before = state["best_epoch"], state["stale_epochs"], state["elapsed_s"]
+        log.info("resumed from %s after epoch %d", last_path, start_epoch)
+    elif args.resume:
+        log.warning("--resume given but %s does not exist; starting fresh", last_path)
+
+    for epoch in range(start_epoch, settings["epochs"]):
+        if stale_epochs >= settings["patience"]:
+            break
+        epoch_start = time.time()
+        train_stats = train_one_epoch(model, optimizer, scheduler, train_set, spec, settings, device, bf16,
+                                      generator, epoch)
+        val_stats = evaluate(model, val_set, spec, device, bf16)
+        history.append({"epoch": epoch + 1, "train_loss": round(train_stats["loss"], 5),
+                        "train_accuracy": round(train_stats["accuracy"], 5), "val_loss": round(val_stats["loss"], 5),
+                        "val_accuracy": round(val_stats["accuracy"], 5),
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - epoch_start, 1)})
+        print(f"epoch {epoch + 1}/{settings['epochs']}: train loss {train_stats['loss']:.4f} "
+              f"acc {train_stats['accuracy']:.4f} | val loss {val_stats['loss']:.4f} acc {val_stats['accuracy']:.4f} "
+              f"| {time.time() - epoch_start:.0f}s", flush=True)
+        if val_stats["accuracy"] > best_accuracy:
+            best_accuracy, best_epoch, stale_epochs = val_stats["accuracy"], epoch + 1, 0
+            torch.save(model.state_dict(), best_path)
+        else:
+            stale_epochs += 1
+        write_history(run_dir, history)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "epoch": epoch,
+                    "history": json.dumps(history), "best_accuracy": best_accuracy, "best_epoch": best_epoch,
+                    "stale_epochs": stale_epochs, "elapsed_s": elapsed_before + time.time() - started}, last_path)
+        if stale_epochs >= settings["patience"]:
+            log.info("early stopping: no validation improvement for %d epochs", stale_epochs)
+
+    if not best_path.is_file():
+        raise RuntimeError(f"no epoch finished, so there is nothing to save (run dir {run_dir})")
+    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
+    model = model.to(memory_format=torch.contiguous_format)
+    train_seconds = elapsed_before + time.time() - started
+    calibration = calibrate_and_describe(model, val_set, spec, device)
+    log.info("temperature %.3f, threshold %.3f, val accuracy %.4f, val ECE %.4f (before %.4f)",
+             calibration["temperature"], calibration["threshold"], calibration["val_metrics"]["accuracy"],
+             calibration["val_metrics"]["ece"], calibration["val_metrics"]["ece_before_calibration"])
+
+    test_metrics = None
+    test_dir = args.test_dir or data_cfg.get("test_dir")
+    if test_dir and project_path(test_dir).is_dir():
+        test_set = load_image_folder(project_path(test_dir), spec.input_size, cache_dir)
+        test_logits = predict_logits(model, test_set.images, spec, device=device)
+        test_metrics = binary_metrics(test_set.labels.numpy(),
+                                      p_fake_from_logits(test_logits, calibration["temperature"]).numpy(),
+                                      calibration["threshold"])
+        test_metrics["data_dir"] = str(test_dir)
+        log.info("test accuracy %.4f, ROC-AUC %.5f, ECE %.4f", test_metrics["accuracy"], test_metrics["roc_auc"],
+                 test_metrics["ece"])
+
+    metadata = {
+        "name": model_key,
+        "arch": model_cfg["arch"],
+        "arch_args": model_cfg["arch_args"],
+        **spec.to_metadata(),
+        "class_names": list(CLASS_NAMES),
+        "gradcam_layer": model.gradcam_layer,
+        "temperature": calibration["temperature"],
+        "threshold": calibration["threshold"],
+        "training": {
+            "data_dir": str(args.data_dir or data_cfg["train_dir"]),
+            "train_images": len(train_set), "val_images": len(val_set), "val_fraction": val_fraction,
+            "split_seed": data_cfg["split_seed"], "hyperparameters": settings, "pretrained": pretrained,
+            "epochs_run": len(history), "best_epoch": best_epoch, "train_seconds": round(train_seconds, 1),
+            "device": str(device), "bf16": bf16, "history": history,
+        },
+        "metrics": {"val": calibration["val_metrics"], "test": test_metrics},
+        "created_at": utc_now(),
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+    }
+    output = project_path(args.output or model_cfg["output"])
+    save_checkpoint(output, model, metadata)
+    log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
+    return output
