@@ -38,7 +38,7 @@ train-efficientnet: $(STAMP)
 	$(PY) train_efficientnet.py --resume
 
 evaluate: $(STAMP)  ## the reports committed under docs/reports
-	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test"
+	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test" --dedupe-against data/cifake/train
 	$(PY) evaluate.py --data-dir data/sd-vs-coco-200 --output docs/reports/sd-vs-coco-200 --title "sd-vs-coco-200"
 
 clean-venv:

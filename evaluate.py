@@ -39,12 +39,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--title", default=None, help="label for plot titles (default: the folder name)")
+    parser.add_argument("--dedupe-against", metavar="TRAIN_DIR", default=None,
+                        help="also report metrics without the images whose bytes also occur in TRAIN_DIR")
     return parser
 
 
 def score_folder(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None, batch_size: int):
     """Labels, per-model calibrated p_fake, and metadata for every checkpoint on one folder."""
-    labels = None
+    labels, digests = None, None
     scores: dict[str, np.ndarray] = {}
     metadata_by_name: dict[str, dict] = {}
     for path in checkpoints:
@@ -53,11 +55,11 @@ def score_folder(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None
         data = load_image_folder(data_dir, spec.input_size, cache_dir)
         if labels is not None and not np.array_equal(labels, data.labels.numpy()):
             raise RuntimeError("models saw different label orders; the folder changed during evaluation")
-        labels = data.labels.numpy()
+        labels, digests = data.labels.numpy(), data.digests
         logits = predict_logits(model, data.images, spec, batch_size=batch_size)
         scores[metadata["name"]] = p_fake_from_logits(logits, metadata["temperature"]).numpy()
         metadata_by_name[metadata["name"]] = metadata
-    return labels, scores, metadata_by_name
+    return labels, digests, scores, metadata_by_name
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,12 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
 
-    labels, scores, metadata = score_folder(checkpoints, data_dir, cache_dir, args.batch_size)
-    results = {name: binary_metrics(labels, p, metadata[name]["threshold"]) for name, p in scores.items()}
+    labels, digests, scores, metadata = score_folder(checkpoints, data_dir, cache_dir, args.batch_size)
+    thresholds = {name: m["threshold"] for name, m in metadata.items()}
     if len(scores) > 1:
-        threshold = ensemble_threshold([m["threshold"] for m in metadata.values()])
+        thresholds["ensemble"] = ensemble_threshold([m["threshold"] for m in metadata.values()])
         scores["ensemble"] = ensemble_p_fake(list(scores.values()))
-        results["ensemble"] = binary_metrics(labels, scores["ensemble"], threshold)
+    results = {name: binary_metrics(labels, p, thresholds[name]) for name, p in scores.items()}
 
     report = {
         "data_dir": str(args.data_dir),
@@ -89,9 +91,17 @@ def main(argv: list[str] | None = None) -> dict:
                           "trained_commit": m.get("git_commit")}
                    for (name, m), path in zip(metadata.items(), checkpoints)},
         "ensemble_rule": "mean of calibrated p_fake; threshold = mean of the models' thresholds",
+        "deduplicated": None,
         "generated_at": utc_now(),
         "git_commit": git_commit(),
     }
+    if args.dedupe_against:
+        train_digests = set(load_image_folder(Path(args.dedupe_against), 32, cache_dir).digests)
+        keep = np.array([d not in train_digests for d in digests])
+        report["deduplicated"] = {
+            "against": str(args.dedupe_against), "excluded": int((~keep).sum()),
+            "results": {name: binary_metrics(labels[keep], p[keep], thresholds[name]) for name, p in scores.items()}
+            if keep.any() else None}
     (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     title = args.title or data_dir.name
     plot_confusion_matrices(results, output / "confusion_matrices.png", f"Confusion matrices: {title}")
@@ -102,6 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name, m in results.items():
         print(f"{name:<18}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}{m['f1']:>8.4f}"
               f"{m['roc_auc']:>9.5f}{m['pr_auc']:>8.5f}{m['ece']:>8.4f}")
+    if report["deduplicated"] and report["deduplicated"]["results"]:
+        dedup = report["deduplicated"]
+        print(f"without the {dedup['excluded']} images whose bytes also occur in {dedup['against']}:")
+        for name, m in dedup["results"].items():
+            print(f"{name:<18}{m['accuracy']:>9.4f}  ROC-AUC {m['roc_auc']:.5f}")
     print(f"wrote {output / 'metrics.json'} and plots")
     return report
 

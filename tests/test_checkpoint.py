@@ -65,3 +65,11 @@ def test_weights_that_do_not_match_the_metadata_fail_loudly(tmp_path):
 def test_incomplete_metadata_is_refused_at_save_time(tmp_path):
     with pytest.raises(ValueError, match="temperature"):
         save_checkpoint(tmp_path / "m.pt", build_model("artifact_cnn", **ARGS), {"name": "cnn"})
+
+
+def test_saved_metadata_records_the_torch_version_as_plain_text(tmp_path):
+    """Regression: torch.__version__ is a TorchVersion, which weights_only=True loading refuses."""
+    _save_tiny(tmp_path / "m.pt")
+    _, metadata = load_checkpoint(tmp_path / "m.pt")
+    assert metadata["torch_version"] == str(torch.__version__)
+    assert type(metadata["torch_version"]) is str

@@ -41,6 +41,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict) -> None:
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {missing}")
+    # str(): torch.__version__ is a TorchVersion object, which weights_only loading refuses to unpickle.
+    metadata = {**metadata, "torch_version": str(torch.__version__)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -308,7 +308,6 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         "metrics": {"val": calibration["val_metrics"], "test": test_metrics},
         "created_at": utc_now(),
         "git_commit": git_commit(),
-        "torch_version": torch.__version__,
     }
     output = project_path(args.output or model_cfg["output"])
     save_checkpoint(output, model, metadata)

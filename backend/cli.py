@@ -1,0 +1,124 @@
+"""Batch scoring from the command line.
+
+    python -m backend.cli predict PATH [PATH ...] [--format jsonl|csv] [--output FILE]
+
+PATHs are image files or folders (searched recursively). Each image gets one row: p_fake per model, the ensemble
+p_fake, the verdict and whether it is uncertain; unreadable files get an error instead. Images are scored in batches.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm import tqdm
+
+from backend.detector import Detector
+from backend.settings import serving_settings
+from utils.data import IMAGE_SUFFIXES
+from utils.errors import DetectorError
+from utils.image_io import decode_image
+
+
+def iter_image_paths(paths: list[str]) -> Iterator[Path]:
+    """Files named directly, then image files found under each folder (sorted)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: int,
+          progress: bool = True) -> Iterator[dict]:
+    """One flat row per path, in order."""
+    names = [m.name for m in detector.models]
+    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar:
+        for chunk in _chunks(paths, batch_size):
+            decoded, raw, rows = [], [], []
+            for path in chunk:
+                row = {"path": str(path)}
+                try:
+                    data = path.read_bytes()
+                    decoded.append(decode_image(data, max_pixels))
+                    raw.append(data)
+                except DetectorError as error:
+                    row["error"] = error.message
+                except OSError as error:
+                    row["error"] = f"cannot read file: {error.strerror}"
+                rows.append(row)
+            results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
+            for row in rows:
+                if "error" not in row:
+                    result = next(results)
+                    for name, model_result in zip(names, result["models"]):
+                        row[f"p_fake_{name}"] = model_result["p_fake"]
+                    row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
+                               uncertain=result["verdict"]["uncertain"])
+                yield row
+            bar.update(len(chunk))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, score, write rows; exit 0 if every file was scored, 1 if some failed, 2 on usage errors."""
+    parser = argparse.ArgumentParser(prog="python -m backend.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="score image files or folders")
+    predict.add_argument("paths", nargs="+", help="image files or folders")
+    predict.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    predict.add_argument("--output", "-o", help="file to write (default: standard output)")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--weights-dir", help="default: saved_models/")
+    predict.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+
+    settings = serving_settings({"weights_dir": args.weights_dir} if args.weights_dir else None)
+    try:
+        detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
+                                             uncertain_band=settings["uncertain_band"])
+    except DetectorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    paths = list(iter_image_paths(args.paths))
+    if not paths:
+        print("error: no image files found", file=sys.stderr)
+        return 2
+    fields = ["path"] + [f"p_fake_{m.name}" for m in detector.models] + ["p_fake", "verdict", "uncertain", "error"]
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    failures = 0
+    try:
+        writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet):
+            failures += "error" in row
+            if writer:
+                writer.writerow(row)
+            else:
+                out.write(json.dumps(row) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if failures:
+        print(f"{failures} of {len(paths)} files could not be scored", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The API with the weights that ship in saved_models/, on real CIFAKE test images."""
+import io
+
+import pytest
+
+from backend import create_app
+
+
+@pytest.fixture(scope="module")
+def client():
+    return create_app({"load_in_background": False}).test_client()
+
+
+def test_shipped_models_load_and_report_their_metrics(client):
+    body = client.get("/api/models").get_json()
+    assert [m["name"] for m in body["models"]] == ["cnn", "efficientnet"]
+    for model in body["models"]:
+        assert model["metrics"]["test"]["accuracy"] > 0.9
+        assert model["input_size"] == 32 and model["temperature"] > 0
+
+
+def test_ensemble_verdicts_are_right_on_committed_cifake_images(client, cifake_test_sample):
+    files = sorted((cifake_test_sample / "REAL").glob("*.jpg"))[:15] + sorted(
+        (cifake_test_sample / "FAKE").glob("*.jpg"))[:15]
+    correct = 0
+    for path in files:
+        response = client.post("/api/predict?explain=false", data={"image": (io.BytesIO(path.read_bytes()),
+                                                                             path.name)})
+        body = response.get_json()
+        assert response.status_code == 200 and body["domain_note"] is None
+        correct += body["verdict"]["label"] == path.parent.name
+    assert correct >= 28, f"{correct}/30"
+
+
+def test_heatmap_explains_the_predicted_class_of_the_winning_model(client, cifake_test_sample):
+    path = sorted((cifake_test_sample / "FAKE").glob("*.jpg"))[0]
+    body = client.post("/api/predict", data={"image": (io.BytesIO(path.read_bytes()), path.name)}).get_json()
+    winner = max(body["models"], key=lambda m: m["confidence"])
+    assert body["explanation"]["model"] == winner["name"] and body["explanation"]["target"] == winner["label"]
+    heat = body["explanation"]["heatmap"]
+    assert heat["width"] == heat["height"] == 32
+    assert max(max(row) for row in heat["values"]) > 0
