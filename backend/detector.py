@@ -96,16 +96,15 @@ class Detector:
         return described
 
     @torch.inference_mode()
-    def _p_fake(self, images: list[DecodedImage]) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        """Calibrated p_fake, shape (models, images), and each model's normalised inputs for reuse."""
-        inputs: dict[str, torch.Tensor] = {}
+    def _p_fake(self, images: list[DecodedImage]) -> tuple[np.ndarray, dict[PreprocessSpec, torch.Tensor]]:
+        """Calibrated p_fake, shape (models, images), and the normalised inputs (one per distinct spec) for reuse."""
+        inputs: dict[PreprocessSpec, torch.Tensor] = {}
         p_fake = []
         for m in self.models:
-            key = f"{m.spec}"
-            if key not in inputs:
+            if m.spec not in inputs:
                 arrays = np.stack([fit_to_input(d.image, m.spec.input_size) for d in images])
-                inputs[key] = normalize_batch(torch.from_numpy(arrays), m.spec)
-            logits = m.model(inputs[key])
+                inputs[m.spec] = normalize_batch(torch.from_numpy(arrays), m.spec)
+            logits = m.model(inputs[m.spec])
             p_fake.append(p_fake_from_logits(logits, m.temperature).numpy())
         return np.stack(p_fake).astype(np.float64), inputs
 
@@ -144,13 +143,13 @@ class Detector:
             })
         return results
 
-    def _explain(self, decoded: DecodedImage, inputs: dict[str, torch.Tensor], index: int,
+    def _explain(self, decoded: DecodedImage, inputs: dict[PreprocessSpec, torch.Tensor], index: int,
                  per_model: list[dict]) -> dict:
         """Grad-CAM from the model with the higher calibrated confidence, for the class it predicted."""
         winner_index = max(range(len(self.models)), key=lambda k: per_model[k]["confidence"])
         winner = self.models[winner_index]
         target = per_model[winner_index]["label"]
-        model_input = inputs[f"{winner.spec}"][index:index + 1]
+        model_input = inputs[winner.spec][index:index + 1]
         heat = winner.explainer.heatmap(model_input, CLASS_NAMES.index(target))
         rgb = display_image(decoded.image, self.overlay_size)
         return {"model": winner.name, "method": "Grad-CAM", "target": target, "layer": winner.metadata["gradcam_layer"],
