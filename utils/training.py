@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -313,3 +314,12 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     save_checkpoint(output, model, metadata)
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output
+
+
+def run_cli(model_key: str, description: str) -> None:
+    """Entry point for the training scripts: user mistakes (bad folder, bad flag value) exit 2 with one line."""
+    try:
+        main(model_key, description=description)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,239 @@
+// Turns queue items into the results list and the detail panel. Reads state, writes DOM; never calls the API.
+import { el, icon, ICONS } from "./dom.js";
+import { bytes, milliseconds, percent } from "./format.js";
+import { clearHeatmap, drawHeatmap, showView } from "./heatmap.js";
+import { describeError, modelName, verdictShort, verdictText } from "./messages.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** "fake" | "real" | "uncertain": drives colours through data-tone in app.css. */
+function toneOf(verdict) {
+  if (verdict.uncertain) return "uncertain";
+  return verdict.label === "FAKE" ? "fake" : "real";
+}
+
+// Enlarging a 32×32 CIFAKE image smoothly would blur exactly the pixels the models judge; show them as pixels.
+function markSmall(image, width, height) {
+  image.classList.toggle("pixelated", Math.max(width, height) <= 128);
+}
+
+function statusBadge(item) {
+  if (item.status === "done") {
+    const tone = toneOf(item.result.verdict);
+    const text = `${verdictShort(item.result.verdict)} · ${percent(item.result.verdict.p_fake, 0)}`;
+    return el("span", { class: "badge", dataset: { tone }, text });
+  }
+  if (item.status === "error") return el("span", { class: "badge", dataset: { tone: "error" }, text: "Not analysed" });
+  if (item.status === "analysing") {
+    return el("span", { class: "badge", dataset: { tone: "pending" } }, el("span", { class: "spinner size-3" }), "Analysing");
+  }
+  return el("span", { class: "badge", dataset: { tone: "pending" }, text: "Waiting" });
+}
+
+function thumbnail(item) {
+  const fallback = el("span", { class: "thumb-fallback", hidden: true }, icon(ICONS.image, "size-5"));
+  const image = el("img", {
+    class: "thumb",
+    src: item.previewUrl,
+    alt: "",
+    on: {
+      load: () => markSmall(image, image.naturalWidth, image.naturalHeight),
+      error: () => {
+        image.hidden = true;
+        fallback.hidden = false;
+      },
+    },
+  });
+  return [image, fallback];
+}
+
+/**
+ * Bring the list in line with the items. Rows are updated in place and only ever appended, so a row that has
+ * keyboard focus keeps it while results arrive.
+ */
+export function renderList(list, items, selectedId, onSelect) {
+  const ids = new Set(items.map((item) => item.id));
+  for (const row of [...list.children]) {
+    if (!ids.has(Number(row.dataset.id))) row.remove();
+  }
+  const rows = new Map([...list.children].map((row) => [Number(row.dataset.id), row]));
+  for (const item of items) {
+    let row = rows.get(item.id);
+    if (!row) {
+      const button = el("button", { type: "button", class: "queue-row", on: { click: () => onSelect(item.id) } },
+        thumbnail(item),
+        el("span", { class: "min-w-0 flex-1 truncate text-left text-sm font-medium", text: item.name }),
+        el("span", { class: "row-status" }));
+      row = el("li", { dataset: { id: item.id } }, button);
+      list.append(row);
+    }
+    const button = row.firstElementChild;
+    row.dataset.status = item.status;
+    button.querySelector(".row-status").replaceChildren(statusBadge(item));
+    if (item.id === selectedId) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+function showPreview(item, result) {
+  const frame = $("preview-frame");
+  const image = $("preview-image");
+  const missing = $("preview-missing");
+  const fit = (width, height) => {
+    // The frame takes the image's shape, so the stretched heatmap canvas lines up with it exactly.
+    frame.style.aspectRatio = `${width} / ${height}`;
+    frame.style.width = `min(100%, calc(24rem * ${width / height}))`;
+    markSmall(image, width, height);
+  };
+  if (image.dataset.itemId !== String(item.id)) {
+    image.dataset.itemId = String(item.id);
+    image.hidden = false;
+    missing.hidden = true;
+    frame.style.aspectRatio = "1 / 1";
+    frame.style.width = "min(100%, 24rem)";
+    image.onload = () => fit(image.naturalWidth, image.naturalHeight);
+    image.onerror = () => {
+      image.hidden = true;
+      missing.hidden = false;
+    };
+    image.src = item.previewUrl;
+    image.alt = `Preview of ${item.name}`;
+  }
+  if (result) fit(result.input.width, result.input.height);
+
+  const original = $("side-original");
+  if (original.getAttribute("src") !== item.previewUrl) original.src = item.previewUrl;
+  if (result) markSmall(original, result.input.width, result.input.height);
+}
+
+function showVerdict(item) {
+  const box = $("verdict");
+  const title = $("verdict-title");
+  const detail = $("verdict-detail");
+  box.hidden = item.status === "error";
+  if (item.status !== "done") {
+    box.dataset.tone = "pending";
+    title.textContent = item.status === "analysing" ? "Analysing…" : "Waiting in the queue…";
+    detail.textContent = "The verdict appears here in a moment.";
+    delete box.dataset.label;
+    return;
+  }
+  const { verdict } = item.result;
+  const text = verdictText(verdict);
+  box.dataset.tone = text.tone;
+  box.dataset.label = verdict.uncertain ? "UNCERTAIN" : verdict.label;
+  title.textContent = text.title;
+  detail.textContent = text.detail;
+}
+
+function showError(item, limits) {
+  const box = $("result-error");
+  box.hidden = item.status !== "error";
+  if (box.hidden) return;
+  const described = describeError(item.error, limits);
+  $("result-error-title").textContent = described.title;
+  $("result-error-detail").textContent = described.detail;
+  $("retry-button").hidden = !described.retry;
+}
+
+function modelCard(model, explanation) {
+  const tone = model.label === "FAKE" ? "fake" : "real";
+  const isSource = explanation?.model === model.name;
+  const headingId = `model-${model.name}-heading`;
+  return el("article", {
+    class: "model-card",
+    dataset: { model: model.name, tone, label: model.label, heatmapSource: String(isSource) },
+    "aria-labelledby": headingId,
+  },
+  el("div", { class: "flex items-start justify-between gap-2" },
+    el("h4", { id: headingId, class: "font-semibold", text: modelName(model.name) }),
+    el("span", { class: "badge", dataset: { tone }, text: model.label })),
+  isSource && el("p", { class: "heatmap-mark" }, icon(ICONS.flame, "size-4"), "The heatmap comes from this model"),
+  el("div", {
+    class: "bar mt-3",
+    role: "meter",
+    "aria-label": `${modelName(model.name)}: probability that the image is AI-generated`,
+    "aria-valuemin": "0",
+    "aria-valuemax": "100",
+    "aria-valuenow": String(Math.round(model.p_fake * 100)),
+    "aria-valuetext": percent(model.p_fake),
+  },
+  el("span", { class: "bar-fill", style: `width: ${(model.p_fake * 100).toFixed(1)}%` }),
+  el("span", { class: "bar-threshold", style: `left: ${(model.threshold * 100).toFixed(1)}%` })),
+  el("p", { class: "mt-2 flex flex-wrap justify-between gap-x-3 text-sm" },
+    el("span", {}, "AI-generated: ", el("strong", { class: "tabular-nums", text: percent(model.p_fake) })),
+    el("span", { class: "muted tabular-nums", text: `threshold ${percent(model.threshold, 0)}` })));
+}
+
+function showModels(item) {
+  const cards = $("model-cards");
+  const result = item.status === "done" ? item.result : null;
+  $("models-block").hidden = !result;
+  cards.replaceChildren(...(result ? result.models.map((model) => modelCard(model, result.explanation)) : []));
+}
+
+function showExplanation(item) {
+  const canvas = $("heatmap-canvas");
+  const explanation = item.status === "done" ? item.result.explanation : null;
+  $("heatmap-controls").hidden = !explanation;
+  $("view-side").disabled = !explanation;
+  const overlay = $("side-overlay");
+  if (!explanation) {
+    showView("overlay");
+    clearHeatmap(canvas);
+    overlay.removeAttribute("src");
+    $("explanation-caption").textContent = "";
+    return;
+  }
+  drawHeatmap(canvas, explanation.heatmap);
+  if (overlay.getAttribute("src") !== explanation.image) overlay.src = explanation.image;
+  overlay.alt = `Grad-CAM heatmap from ${modelName(explanation.model)} over the image`;
+  markSmall(overlay, item.result.input.width, item.result.input.height);
+  $("explanation-caption").textContent =
+    `${explanation.method} for ${modelName(explanation.model)}, the more confident model, on its ` +
+    `${explanation.target} answer. Warm colours mark the regions that pushed it most towards that answer.`;
+}
+
+function showTiming(item) {
+  const block = $("timing-block");
+  block.hidden = item.status !== "done";
+  if (block.hidden) return;
+  const timing = item.result.timing_ms;
+  const entries = [
+    ["Decode", timing.decode],
+    ["Models", timing.inference],
+    ["Heatmap", timing.explanation],
+    ["Server total", timing.total],
+    ["Round trip", item.roundTripMs],
+  ].filter(([, value]) => typeof value === "number");
+  $("timing").replaceChildren(...entries.map(([label, value]) => el("div", { class: "stat" },
+    el("dt", { class: "muted text-xs", text: label }),
+    el("dd", { class: "font-semibold tabular-nums", text: milliseconds(value) }))));
+}
+
+/** Show one item in the detail panel, or the empty state when there is none. */
+export function renderDetail(item, limits) {
+  $("result-empty").hidden = Boolean(item);
+  $("result-body").hidden = !item;
+  if (!item) return;
+  const result = item.status === "done" ? item.result : null;
+  $("result-heading").textContent = item.name;
+  $("result-facts").textContent = result
+    ? `${result.input.width}×${result.input.height} ${result.input.format} · ${bytes(result.input.bytes)}` +
+      (result.input.frames > 1 ? ` · ${result.input.frames} frames` : "")
+    : bytes(item.file.size);
+  $("result-panel").setAttribute("aria-busy", String(item.status === "analysing" || item.status === "queued"));
+  $("analysing-overlay").hidden = !(item.status === "analysing" || item.status === "queued");
+  $("analysing-text").textContent = item.status === "queued" ? "Waiting…" : "Analysing…";
+  $("viewer").hidden = item.status === "error";
+
+  showPreview(item, result);
+  showVerdict(item);
+  showError(item, limits);
+  const note = $("domain-note");
+  note.hidden = !result?.domain_note;
+  note.textContent = result?.domain_note ?? "";
+  showModels(item);
+  showExplanation(item);
+  showTiming(item);
+}
