@@ -21,9 +21,4 @@ def build_model(arch: str, **arch_args) -> nn.Module:
     return MODEL_BUILDERS[arch](**arch_args)
 
 
-def gradcam_layer_name(model: nn.Module) -> str:
-    """Dotted name of the module whose activations Grad-CAM explains."""
-    return model.gradcam_layer
-
-
-__all__ = ["build_model", "gradcam_layer_name", "load_imagenet_weights", "MODEL_BUILDERS"]
+__all__ = ["build_model", "load_imagenet_weights", "MODEL_BUILDERS"]

@@ -59,9 +59,3 @@ def normalize_batch(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     # NHWC storage viewed as NCHW is exactly PyTorch's channels_last layout: no copy.
     return x.permute(0, 3, 1, 2)
 
-
-def pixel_bounds(spec: PreprocessSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised values of pixel 0 and pixel 255 per channel, shape (1,3,1,1)."""
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (0.0 - mean) / std, (1.0 - mean) / std
