@@ -58,3 +58,14 @@ browser-deps:  ## headless Chromium and its driver from Debian packages, for tes
 		echo "installing chromium and chromium-driver (apt-get, needs root)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
+
+.PHONY: report
+
+report: $(STAMP)  ## docs/evaluation.md: FGSM, corruption and out-of-domain robustness of the shipped models (about 6 min on 2 idle cores)
+	$(PY) robustness_report.py --data-dir data/cifake/test --title "CIFAKE test" --ood-dir data/sd-vs-coco-200 --ood-title "Out of domain: sd-vs-coco-200" --output docs/evaluation.md --assets-dir docs/evaluation
+
+.PHONY: bench
+
+bench: $(STAMP)  ## load test of the production server and batch CLI throughput (bench/results/); run on a quiet machine
+	$(PY) bench/load_test.py
+	$(PY) bench/cli_batch.py

@@ -2,6 +2,11 @@
 
 Example: python evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test
 Writes <output>/metrics.json and PNGs (confusion matrices, ROC, precision-recall, reliability).
+
+FGSM: python evaluate.py --data-dir data/cifake/test --output reports/fgsm --fgsm-epsilon 1/255 2/255 4/255 8/255 \
+          --fgsm-fraction 0.5 --fgsm-sample 2000
+adds a clean / adversarial / mixed table per model and for the ensemble, attacks transferred between them, and
+fgsm_accuracy.png. The whole folder is still scored clean for the main table.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.adversarial import parse_epsilon
 from utils.calibration import p_fake_from_logits
 from utils.checkpoint import git_commit, load_checkpoint, utc_now
 from utils.config import load_config, project_path
@@ -24,7 +30,10 @@ from utils.errors import ModelUnavailable
 from utils.inference import predict_logits
 from utils.metrics import binary_metrics
 from utils.preprocessing import PreprocessSpec
-from utils.report_plots import plot_confusion_matrices, plot_reliability, plot_roc_and_pr
+from utils.report_markdown import fgsm_transfer_section, fgsm_white_box_section
+from utils.report_plots import plot_confusion_matrices, plot_fgsm_accuracy, plot_reliability, plot_roc_and_pr
+from utils.robustness import fgsm_evaluation
+from utils.scoring import common_input_size, load_calibrated_models, stratified_sample
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,7 +50,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--title", default=None, help="label for plot titles (default: the folder name)")
     parser.add_argument("--dedupe-against", metavar="TRAIN_DIR", default=None,
                         help="also report metrics without the images whose bytes also occur in TRAIN_DIR")
+    parser.add_argument("--fgsm-epsilon", nargs="+", type=parse_epsilon, metavar="EPS",
+                        help="also run FGSM at these epsilons, in pixel units of [0,1] before normalisation "
+                             "(e.g. 1/255 2/255 4/255 8/255 or 0.0078)")
+    parser.add_argument("--fgsm-fraction", type=float, default=0.5,
+                        help="share of the FGSM images that are attacked in the 'mixed' set (default 0.5)")
+    parser.add_argument("--fgsm-sample", type=int, default=None,
+                        help="run FGSM on a stratified, seeded sample of this many images (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the FGSM sample and mixed-set choice")
     return parser
+
+
+def run_fgsm(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None, args: argparse.Namespace) -> dict:
+    """FGSM evaluation (white-box per scorer, and transfer) on a stratified sample of the folder."""
+    members = load_calibrated_models(checkpoints)
+    data = load_image_folder(data_dir, common_input_size(members), cache_dir)
+    index = stratified_sample(data.labels.numpy(), args.fgsm_sample, args.seed)
+    return fgsm_evaluation(members, data.images[index], data.labels.numpy()[index], args.fgsm_epsilon,
+                           args.fgsm_fraction, args.seed, batch_size=min(args.batch_size, 256))
 
 
 def score_folder(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None, batch_size: int):
@@ -102,8 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
             "against": str(args.dedupe_against), "excluded": int((~keep).sum()),
             "results": {name: binary_metrics(labels[keep], p[keep], thresholds[name]) for name, p in scores.items()}
             if keep.any() else None}
-    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     title = args.title or data_dir.name
+    report["fgsm"] = run_fgsm(checkpoints, data_dir, cache_dir, args) if args.fgsm_epsilon else None
+    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if report["fgsm"]:
+        plot_fgsm_accuracy(report["fgsm"], output / "fgsm_accuracy.png", title)
     plot_confusion_matrices(results, output / "confusion_matrices.png", f"Confusion matrices: {title}")
     plot_roc_and_pr(labels, scores, results, output / "roc.png", output / "precision_recall.png", title)
     plot_reliability(labels, scores, results, output / "reliability.png", title)
@@ -117,6 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"without the {dedup['excluded']} images whose bytes also occur in {dedup['against']}:")
         for name, m in dedup["results"].items():
             print(f"{name:<18}{m['accuracy']:>9.4f}  ROC-AUC {m['roc_auc']:.5f}")
+    if report["fgsm"]:
+        print(f"\nFGSM, white-box\n{fgsm_white_box_section(report['fgsm'], None)}\n")
+        print(f"FGSM, transfer\n{fgsm_transfer_section(report['fgsm'])}\n")
     print(f"wrote {output / 'metrics.json'} and plots")
     return report
 

@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         if prebuilt is not None:
             return prebuilt
         return Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
+                                         runtime=settings["runtime"], threads=settings.get("torch_threads"),
                                          uncertain_band=settings["uncertain_band"],
                                          overlay_size=settings["overlay_size"])
 

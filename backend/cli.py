@@ -82,15 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--output", "-o", help="file to write (default: standard output)")
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--weights-dir", help="default: saved_models/")
-    predict.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    predict.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    predict.add_argument("--runtime", choices=("onnxruntime", "torch"), default=None,
+                         help="forward-pass runtime (default: config serving.runtime)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
 
-    settings = serving_settings({"weights_dir": args.weights_dir} if args.weights_dir else None)
+    overrides = {key: value for key, value in (("weights_dir", args.weights_dir), ("runtime", args.runtime)) if value}
+    settings = serving_settings(overrides)
     try:
         detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
+                                             runtime=settings["runtime"], threads=threads,
                                              uncertain_band=settings["uncertain_band"])
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -12,13 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import split_at_gradcam_layer
 from utils.calibration import p_fake_from_logits
 from utils.checkpoint import load_checkpoint
 from utils.ensemble import ensemble_p_fake, ensemble_threshold
 from utils.errors import ModelUnavailable
-from utils.gradcam import GradCamExplainer, display_image, overlay_png, png_data_uri
+from utils.gradcam import GradCamExplainer, display_image, overlay_jpeg, jpeg_data_uri
 from utils.image_io import DecodedImage
 from utils.preprocessing import CLASS_NAMES, FAKE_INDEX, PreprocessSpec, fit_to_input, normalize_batch
+from utils.runtime import ForwardPass, build_forward
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class LoadedModel:
     model: nn.Module
     metadata: dict
     spec: PreprocessSpec
+    forward: ForwardPass
     explainer: GradCamExplainer
 
     @property
@@ -65,16 +69,25 @@ class Detector:
         self.threshold = ensemble_threshold([m.threshold for m in models])
 
     @classmethod
-    def from_weights_dir(cls, weights_dir: str | Path, model_files: dict[str, str], **options) -> "Detector":
-        """Load every model file named in the config from `weights_dir`."""
+    def from_weights_dir(cls, weights_dir: str | Path, model_files: dict[str, str], runtime: str = "onnxruntime",
+                         threads: int | None = None, **options) -> "Detector":
+        """Load every model file named in the config from `weights_dir`.
+
+        `runtime` runs the plain forward passes ("onnxruntime" or "torch"); Grad-CAM always uses PyTorch.
+        `threads` is the intra-op thread count for either runtime (default: all cores).
+        """
         loaded = []
         for name, file in model_files.items():
             model, metadata = load_checkpoint(Path(weights_dir) / Path(file).name)
-            loaded.append(LoadedModel(name=metadata["name"], model=model, metadata=metadata,
-                                      spec=PreprocessSpec.from_metadata(metadata),
-                                      explainer=GradCamExplainer(model, metadata["gradcam_layer"])))
-            log.info("loaded %s from %s (T=%.3f, threshold=%.3f)", name, file, metadata["temperature"],
-                     metadata["threshold"])
+            model.requires_grad_(False)  # serving never trains; Grad-CAM differentiates activations only
+            spec = PreprocessSpec.from_metadata(metadata)
+            split = split_at_gradcam_layer(metadata["arch"], model)
+            explainer = GradCamExplainer(split, spec.input_size, runtime, threads or os.cpu_count() or 1)
+            loaded.append(LoadedModel(name=metadata["name"], model=model, metadata=metadata, spec=spec,
+                                      forward=build_forward(split, spec.input_size, runtime, threads),
+                                      explainer=explainer))
+            log.info("loaded %s from %s (T=%.3f, threshold=%.3f, forward %s, Grad-CAM %s)", name, file,
+                     metadata["temperature"], metadata["threshold"], loaded[-1].forward.name, explainer.runtime)
         return cls(loaded, **options)
 
     def describe(self) -> list[dict]:
@@ -95,23 +108,27 @@ class Detector:
             })
         return described
 
-    @torch.inference_mode()
-    def _p_fake(self, images: list[DecodedImage]) -> tuple[np.ndarray, dict[PreprocessSpec, torch.Tensor]]:
-        """Calibrated p_fake, shape (models, images), and the normalised inputs (one per distinct spec) for reuse."""
-        inputs: dict[PreprocessSpec, torch.Tensor] = {}
-        p_fake = []
+    def _p_fake(self, images: list[DecodedImage]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Calibrated p_fake, shape (models, images), and each model's Grad-CAM layer output for the explainer.
+
+        One forward pass per model for the whole batch; images are resized and normalised once per distinct
+        preprocessing spec.
+        """
+        inputs: dict[PreprocessSpec, np.ndarray] = {}
+        p_fake, layer_outputs = [], []
         for m in self.models:
             if m.spec not in inputs:
                 arrays = np.stack([fit_to_input(d.image, m.spec.input_size) for d in images])
-                inputs[m.spec] = normalize_batch(torch.from_numpy(arrays), m.spec)
-            logits = m.model(inputs[m.spec])
-            p_fake.append(p_fake_from_logits(logits, m.temperature).numpy())
-        return np.stack(p_fake).astype(np.float64), inputs
+                inputs[m.spec] = normalize_batch(torch.from_numpy(arrays), m.spec).contiguous().numpy()
+            logits, layer_output = m.forward(inputs[m.spec])
+            p_fake.append(p_fake_from_logits(torch.from_numpy(logits), m.temperature).numpy())
+            layer_outputs.append(layer_output)
+        return np.stack(p_fake).astype(np.float64), layer_outputs
 
     def predict(self, images: list[DecodedImage], raw: list[bytes], explain: bool = True) -> list[dict]:
         """One result dict per image, in order (see the README's response contract)."""
         started = time.perf_counter()
-        member_p, inputs = self._p_fake(images)
+        member_p, layer_outputs = self._p_fake(images)
         inference_ms = (time.perf_counter() - started) * 1000 / len(images)
         results = []
         for i, decoded in enumerate(images):
@@ -129,7 +146,7 @@ class Detector:
                        "threshold": self.threshold}
             explanation = None
             if explain:
-                explanation = self._explain(decoded, inputs, i, per_model)
+                explanation = self._explain(decoded, layer_outputs, i, per_model)
             results.append({
                 "verdict": verdict,
                 "models": per_model,
@@ -143,17 +160,16 @@ class Detector:
             })
         return results
 
-    def _explain(self, decoded: DecodedImage, inputs: dict[PreprocessSpec, torch.Tensor], index: int,
+    def _explain(self, decoded: DecodedImage, layer_outputs: list[np.ndarray], index: int,
                  per_model: list[dict]) -> dict:
         """Grad-CAM from the model with the higher calibrated confidence, for the class it predicted."""
         winner_index = max(range(len(self.models)), key=lambda k: per_model[k]["confidence"])
         winner = self.models[winner_index]
         target = per_model[winner_index]["label"]
-        model_input = inputs[winner.spec][index:index + 1]
-        heat = winner.explainer.heatmap(model_input, CLASS_NAMES.index(target))
+        heat = winner.explainer.heatmap(layer_outputs[winner_index][index:index + 1], CLASS_NAMES.index(target))
         rgb = display_image(decoded.image, self.overlay_size)
         return {"model": winner.name, "method": "Grad-CAM", "target": target, "layer": winner.metadata["gradcam_layer"],
-                "image": png_data_uri(overlay_png(rgb, heat)),
+                "image": jpeg_data_uri(overlay_jpeg(rgb, heat)),
                 "heatmap": {"width": int(heat.shape[1]), "height": int(heat.shape[0]),
                             "values": np.round(heat, 3).tolist()}}
 

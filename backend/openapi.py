@@ -26,7 +26,7 @@ SCHEMAS = {
     "Explanation": _obj({
         "model": {"type": "string"}, "method": {"type": "string", "enum": ["Grad-CAM"]}, "target": LABEL,
         "layer": {"type": "string"},
-        "image": {"type": "string", "pattern": "^data:image/png;base64,"},
+        "image": {"type": "string", "pattern": "^data:image/jpeg;base64,"},
         "heatmap": _obj({"width": {"type": "integer"}, "height": {"type": "integer"},
                          "values": {"type": "array", "items": {"type": "array", "items": PROBABILITY}}}),
     }),

@@ -14,7 +14,8 @@ ENV_OVERRIDES = {
     "DETECTOR_CORS_ORIGINS": ("cors_origins", str),
     "DETECTOR_UNCERTAIN_BAND": ("uncertain_band", float),
     "DETECTOR_OVERLAY_SIZE": ("overlay_size", int),
-    "DETECTOR_TORCH_THREADS": ("torch_threads", int),
+    "DETECTOR_TORCH_THREADS": ("torch_threads", int),  # intra-op threads of PyTorch and ONNX Runtime alike
+    "DETECTOR_RUNTIME": ("runtime", str),
 }
 
 

@@ -27,6 +27,12 @@ def build_efficientnet_b0(num_classes: int = 2, dropout: float = 0.2) -> nn.Modu
     return model
 
 
+def split_efficientnet_b0(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(up to and including features.3, the rest), mirroring torchvision's EfficientNet.forward."""
+    cut = int(EFFICIENTNET_GRADCAM_LAYER.split(".")[1]) + 1
+    return model.features[:cut], nn.Sequential(model.features[cut:], model.avgpool, nn.Flatten(1), model.classifier)
+
+
 def load_imagenet_weights(model: nn.Module, source: str) -> None:
     """Copy ImageNet weights into `model`'s backbone, leaving its classifier head as initialised.
 

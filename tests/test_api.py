@@ -92,8 +92,8 @@ def test_overlay_is_bounded_in_size(client):
     import base64
     from PIL import Image
     body = post_file(client, images.jpeg(1200, 900)).get_json()
-    png = base64.b64decode(body["explanation"]["image"].split(",", 1)[1])
-    assert max(Image.open(io.BytesIO(png)).size) <= 256
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["explanation"]["image"].split(",", 1)[1])))
+    assert overlay.format == "JPEG" and max(overlay.size) <= 256
 
 
 def test_path_characters_in_the_file_name_are_neutralised(client):

@@ -309,8 +309,8 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
     browser.find_element(By.ID, "view-side").click()
     assert _visible(browser, "side-view") and not _visible(browser, "overlay-view")
     overlay = browser.execute_script("const img = document.getElementById('side-overlay');"
-                                     "return {src: img.src.slice(0, 22), width: img.naturalWidth};")
-    assert overlay["src"] == "data:image/png;base64," and overlay["width"] > 0
+                                     "return {src: img.src.slice(0, 23), width: img.naturalWidth};")
+    assert overlay["src"] == "data:image/jpeg;base64," and overlay["width"] > 0
 
     timing = browser.find_element(By.ID, "timing").text
     assert "Round trip" in timing and "ms" in timing

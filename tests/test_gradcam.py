@@ -1,12 +1,15 @@
-"""Grad-CAM: hooks live only for one call, never touch the shared model, and give a [0,1] map at input size."""
+"""Grad-CAM: equals pytorch-grad-cam on the whole model, leaves no hooks behind, and gives a [0,1] map at input size."""
 import io
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from models import build_model
-from utils.gradcam import GradCamExplainer, display_image, overlay_png
+from models import build_model, split_at_gradcam_layer
+from utils.gradcam import GradCamExplainer, display_image, overlay_jpeg
 
 
 def _hook_count(model: torch.nn.Module) -> int:
@@ -14,42 +17,72 @@ def _hook_count(model: torch.nn.Module) -> int:
                for m in model.modules())
 
 
-def test_heatmap_is_in_unit_range_at_input_size_and_leaves_no_hooks():
+def _model(arch: str, first_stage_stride: int = 2) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model("artifact_cnn", widths=[8, 8, 16, 16]).eval()
+    cnn_args = {"widths": [8, 8, 16, 16], "first_stage_stride": first_stage_stride}
+    model = build_model(arch, **(cnn_args if arch == "artifact_cnn" else {})).eval()
     with torch.no_grad():
-        for p in model.head.parameters():
-            p.normal_()  # a non-zero head, so gradients (and the map) are not all zero
-    explainer = GradCamExplainer(model, model.gradcam_layer)
-    heat = explainer.heatmap(torch.randn(1, 3, 32, 32), class_index=1)
-    assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1 and heat.max() > 0
+        head = model.head[1] if arch == "artifact_cnn" else model.classifier[1]
+        head.weight.normal_()  # a non-zero head, so gradients (and the map) are not all zero
+    return model.requires_grad_(False)
+
+
+def _explainer_and_layer_output(model: torch.nn.Module, arch: str, x: torch.Tensor, runtime: str = "torch"):
+    split = split_at_gradcam_layer(arch, model)
+    with torch.inference_mode():
+        layer_output = split.prefix(x).numpy()
+    return GradCamExplainer(split, x.shape[-1], runtime), layer_output
+
+
+@pytest.mark.parametrize("arch, first_stage_stride, runtime, used", [
+    ("artifact_cnn", 2, "torch", "torch"), ("artifact_cnn", 1, "torch", "torch"),
+    ("artifact_cnn", 2, "onnxruntime", "torch"),  # max-pooling: no hand-written backward, autograd it is
+    ("efficientnet_b0", None, "torch", "torch"), ("efficientnet_b0", None, "onnxruntime", "onnxruntime")])
+def test_heatmap_from_the_layer_output_equals_grad_cam_run_on_the_whole_model(arch, first_stage_stride, runtime,
+                                                                               used):
+    model = _model(arch, first_stage_stride)
+    x = torch.randn(1, 3, 32, 32)
+    explainer, layer_output = _explainer_and_layer_output(model, arch, x, runtime)
+    assert explainer.runtime == used
+    with GradCAM(model=model, target_layers=[model.get_submodule(model.gradcam_layer)]) as reference_cam:
+        reference = reference_cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(1)])[0]
+    heat = explainer.heatmap(layer_output, class_index=1)
+    assert heat.shape == (32, 32) and heat.max() > 0
+    np.testing.assert_allclose(heat, reference, atol=1e-5)
+
+
+def test_heatmap_is_in_unit_range_and_leaves_no_hooks_or_gradients():
+    model = _model("artifact_cnn")
+    explainer, layer_output = _explainer_and_layer_output(model, "artifact_cnn", torch.randn(1, 3, 32, 32))
+    heat = explainer.heatmap(layer_output, class_index=1)
+    assert heat.min() >= 0 and heat.max() <= 1
     assert _hook_count(model) == 0, "the shared model must never carry Grad-CAM hooks"
     assert _hook_count(explainer._model) == 0, "hooks must be removed after each call"
-
-
-def test_explaining_does_not_change_the_shared_models_outputs():
-    torch.manual_seed(0)
-    model = build_model("artifact_cnn", widths=[8, 8, 16, 16]).eval()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.inference_mode():
-        before = model(x)
-    GradCamExplainer(model, model.gradcam_layer).heatmap(x, class_index=0)
-    with torch.inference_mode():
-        assert torch.equal(before, model(x))
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_same_input_gives_the_same_heatmap():
-    model = build_model("efficientnet_b0").eval()
-    explainer = GradCamExplainer(model, model.gradcam_layer)
+def test_explaining_does_not_change_the_shared_models_outputs():
+    model = _model("artifact_cnn")
     x = torch.randn(1, 3, 32, 32)
-    assert np.array_equal(explainer.heatmap(x, 1), explainer.heatmap(x, 1))
+    with torch.inference_mode():
+        before = model(x)
+    explainer, layer_output = _explainer_and_layer_output(model, "artifact_cnn", x)
+    explainer.heatmap(layer_output, class_index=0)
+    with torch.inference_mode():
+        assert torch.equal(before, model(x))
 
 
-def test_overlay_is_a_png_of_the_display_size_and_tiny_images_are_enlarged():
+def test_same_input_gives_the_same_heatmap():
+    model = _model("efficientnet_b0")
+    explainer, layer_output = _explainer_and_layer_output(model, "efficientnet_b0", torch.randn(1, 3, 32, 32))
+    assert np.array_equal(explainer.heatmap(layer_output, 1), explainer.heatmap(layer_output, 1))
+
+
+def test_overlay_is_a_jpeg_of_the_display_size_and_tiny_images_are_enlarged():
     big = display_image(Image.new("RGB", (1000, 500)), 256)
     assert big.shape == (128, 256, 3)
-    png = overlay_png(big, np.random.rand(32, 32).astype(np.float32))
-    assert Image.open(io.BytesIO(png)).size == (256, 128)
-    tiny = overlay_png(display_image(Image.new("RGB", (32, 32)), 256), np.zeros((32, 32), np.float32))
+    jpeg = overlay_jpeg(big, np.random.rand(32, 32).astype(np.float32))
+    assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
+    assert Image.open(io.BytesIO(jpeg)).size == (256, 128)
+    tiny = overlay_jpeg(display_image(Image.new("RGB", (32, 32)), 256), np.zeros((32, 32), np.float32))
     assert Image.open(io.BytesIO(tiny)).size == (128, 128)

@@ -80,3 +80,16 @@ def test_large_jpeg_is_decoded_at_reduced_scale_but_reports_its_size():
     decoded = decode_image(images.jpeg(4000, 3000))
     assert (decoded.width, decoded.height) == (4000, 3000)
     assert 256 <= min(decoded.image.size) < 1000
+
+
+@pytest.mark.parametrize("size, decoded_size", [
+    ((2048, 1536), (256, 192)),  # 1/8: the longer side stays at 256
+    ((1024, 768), (256, 192)),   # 1/4
+    ((512, 512), (256, 256)),    # 1/2
+    ((300, 200), (300, 200)),    # halving would drop below 256: full size
+    ((32, 32), (32, 32)),        # CIFAKE
+])
+def test_large_jpegs_decode_at_the_smallest_dct_scale_that_keeps_256_px(size, decoded_size):
+    decoded = decode_image(images.jpeg(*size))
+    assert decoded.image.size == decoded_size
+    assert (decoded.width, decoded.height) == size, "the reported size is the upload's own"

@@ -48,3 +48,33 @@ def test_fresh_models_start_undecided():
         with torch.inference_mode():
             p = torch.softmax(model(torch.randn(4, 3, 32, 32)), dim=1)
         assert torch.allclose(p, torch.full_like(p, 0.5), atol=0.05), arch
+
+
+@pytest.mark.parametrize("first_stage_stride, layer, side", [(1, "stages.2", 8), (2, "stages.1", 8)])
+def test_custom_cnn_explains_an_8x8_layer_in_either_layout(first_stage_stride, layer, side):
+    model = build_model("artifact_cnn", first_stage_stride=first_stage_stride).eval()
+    assert model.gradcam_layer == layer
+    seen = {}
+    model.get_submodule(layer).register_forward_hook(lambda _m, _i, output: seen.update(shape=output.shape))
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 32, 32))
+    assert seen["shape"][-2:] == (side, side)
+
+
+def test_stride_two_layout_costs_a_quarter_of_the_full_resolution_one():
+    """The reason for the shipped layout: same parameters, about 4x fewer multiply-adds at 32 px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(model):
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model.eval()(torch.randn(1, 3, 32, 32))
+        return counter.get_total_flops()
+
+    full, strided = build_model("artifact_cnn", first_stage_stride=1), build_model("artifact_cnn", first_stage_stride=2)
+    assert sum(p.numel() for p in full.parameters()) == sum(p.numel() for p in strided.parameters())
+    assert flops(strided) < flops(full) / 3.5
+
+
+def test_custom_cnn_refuses_an_unsupported_stride():
+    with pytest.raises(ValueError, match="first_stage_stride"):
+        build_model("artifact_cnn", first_stage_stride=4)

@@ -11,13 +11,8 @@ from utils.preprocessing import PreprocessSpec
 
 SECTIONS = load_config()["models"]
 
-# Known shortfall, tracked in the models issue: the shipped EfficientNet-B0 (7 CPU epochs from scratch) scores 0.945
-# on this sample. strict=True turns the marker into a failure the day a retrained model passes, so it cannot linger.
-BELOW_BAR = pytest.mark.xfail(strict=True, reason="shipped EfficientNet-B0 is below the 95% bar until retrained")
 
-
-@pytest.mark.parametrize("section", [pytest.param(s, marks=BELOW_BAR) if s == "efficientnet" else s
-                                     for s in sorted(SECTIONS)])
+@pytest.mark.parametrize("section", sorted(SECTIONS))
 def test_shipped_model_is_accurate_on_the_committed_sample(section, cifake_test_sample):
     model, metadata = load_checkpoint(project_path(SECTIONS[section]["output"]))
     spec = PreprocessSpec.from_metadata(metadata)

@@ -20,7 +20,7 @@ def tiny_config(tmp_path, cifake_train_sample):
     config = load_config()
     config["data"].update(train_dir=str(cifake_train_sample), test_dir=None, cache_dir=str(tmp_path / "cache"),
                           val_fraction=0.2)
-    config["models"]["cnn"]["arch_args"] = {"widths": [16, 16, 32, 32], "dropout": 0.0}
+    config["models"]["cnn"]["arch_args"].update(widths=[16, 16, 32, 32], dropout=0.0)
     config["models"]["cnn"]["train"].update(epochs=6, batch_size=32, lr=0.003, warmup_epochs=1, patience=10)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -35,7 +35,8 @@ def test_tiny_cnn_training_beats_chance_and_writes_a_complete_checkpoint(tiny_co
     model, metadata = load_checkpoint(output)
     assert metadata["training"]["train_images"] == 240 and metadata["training"]["val_images"] == 60
     assert metadata["temperature"] > 0 and 0.05 <= metadata["threshold"] <= 0.95
-    assert metadata["input_size"] == 32 and metadata["gradcam_layer"] == "stages.2"
+    assert metadata["arch_args"]["first_stage_stride"] == 2, "the configured layout is the one trained"
+    assert metadata["input_size"] == 32 and metadata["gradcam_layer"] == "stages.1"
 
     spec = PreprocessSpec.from_metadata(metadata)
     test = load_image_folder(cifake_test_sample, 32, cache_dir=None, workers=1)

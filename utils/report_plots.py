@@ -1,4 +1,4 @@
-"""Evaluation plots: confusion matrices, ROC and precision-recall curves, reliability diagrams."""
+"""Evaluation plots: confusion matrices, ROC and precision-recall curves, reliability diagrams, robustness curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,6 +73,57 @@ def plot_reliability(labels: np.ndarray, scores: dict[str, np.ndarray], results:
         ax.set(xlim=(0.5, 1), ylim=(0, 1.02), xlabel="confidence", ylabel="accuracy",
                title=f"{name} (ECE {results[name]['ece']:.4f})")
         ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_fgsm_accuracy(fgsm: dict, path: Path, title: str) -> None:
+    """Accuracy on fully attacked images against epsilon: white-box solid, transferred attacks dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    epsilons = [0.0] + [e * 255 for e in fgsm["epsilons"]]
+    pairs = list(dict.fromkeys((a["crafted_on"], a["scored_by"]) for a in fgsm["attacks"]))
+    for source, scorer in sorted(pairs, key=lambda pair: (pair[0] != pair[1], pair)):
+        by_epsilon = {a["epsilon"]: a["adversarial"]["accuracy"] for a in fgsm["attacks"]
+                      if (a["crafted_on"], a["scored_by"]) == (source, scorer)}
+        accuracy = [fgsm["clean"][scorer]["accuracy"]] + [by_epsilon[e] for e in fgsm["epsilons"]]
+        white_box = source == scorer
+        ax.plot(epsilons, accuracy, marker="o" if white_box else ".", ls="-" if white_box else "--",
+                lw=2 if white_box else 1, label=f"{scorer} (white-box)" if white_box else f"{source} -> {scorer}")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="epsilon (uint8 steps, /255)", ylabel="accuracy (every image attacked)", ylim=(0, 1.02),
+           title=f"FGSM: {title}", xticks=epsilons)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_corruption_curves(sweep: dict, metric: str, path: Path, title: str) -> None:
+    """One panel per corruption family: `metric` ("accuracy", "roc_auc" or "flip_rate") against severity."""
+    families = list(dict.fromkeys(c["family"] for c in sweep["corruptions"]))
+    scorers = list(sweep["clean"])
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 4), squeeze=False, sharey=True)
+    axes = axes[0]
+    fig.suptitle(f"{metric.replace('_', ' ')} under corruptions: {title}")
+
+    def clean_value(scorer: str) -> float:
+        return 0.0 if metric == "flip_rate" else sweep["clean"][scorer][metric]
+
+    for ax, family in zip(axes, families):
+        members = sorted((c for c in sweep["corruptions"] if c["family"] == family), key=lambda c: c["severity"])
+        ticks = ["clean"] + [c["label"] for c in members]
+        for scorer in scorers:
+            values = [clean_value(scorer)] + [c["scorers"][scorer][metric] for c in members]
+            ax.plot(range(len(ticks)), values, marker="o", label=scorer)
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
+        ax.set(title=family, xlabel="severity")
+        if metric != "flip_rate":
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(metric.replace("_", " "))
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -22,9 +22,10 @@ from torch import nn
 from tqdm import tqdm
 
 from models import build_model, load_imagenet_weights
+from utils.adversarial import fgsm_training_batch, parse_epsilon
 from utils.augment import flip_and_translate
 from utils.calibration import choose_threshold, fit_temperature, p_fake_from_logits
-from utils.checkpoint import git_commit, save_checkpoint, utc_now
+from utils.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.data import ImageSet, load_image_folder, split_train_val
 from utils.inference import autocast_context, bf16_is_fast, predict_logits
@@ -47,9 +48,13 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--output", help=f"checkpoint to write (default: config models.{model_key}.output)")
     parser.add_argument("--run-dir", help="where the resumable state, log and curves go (default: runs/<model>)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start from the weights of a saved detector checkpoint of the same architecture "
+                             "(for example the shipped one, to fine-tune it on your data) instead of at random")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--warmup-epochs", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--patience", type=int)
@@ -61,6 +66,12 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto uses bf16 autocast where the hardware runs it natively")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
+    parser.add_argument("--adversarial", action="store_true",
+                        help=f"FGSM adversarial training: replace a share of each batch by FGSM examples "
+                             f"(settings: config models.{model_key}.train.adversarial)")
+    parser.add_argument("--adv-fraction", type=float, help="share of each batch attacked (with --adversarial)")
+    parser.add_argument("--adv-epsilon", type=parse_epsilon,
+                        help="FGSM step in pixel units of [0,1], e.g. 2/255 or 0.0078 (with --adversarial)")
     if model_key == "efficientnet":
         parser.add_argument("--pretrained", metavar="SOURCE",
                             help="start from ImageNet weights: 'torchvision' (weights API) or a local .pth file")
@@ -68,12 +79,33 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
 
 
 def _settings(args: argparse.Namespace, model_cfg: dict) -> dict:
-    settings = dict(model_cfg["train"])
+    settings = {key: value for key, value in model_cfg["train"].items() if key != "adversarial"}
     for name in HYPERPARAMETERS:
         value = getattr(args, name, None)
         if value is not None:
             settings[name] = value
     return settings
+
+
+def adversarial_settings(args: argparse.Namespace, model_cfg: dict) -> dict | None:
+    """The FGSM training settings when --adversarial is given (config, then flags), else None."""
+    if not args.adversarial:
+        if args.adv_fraction is not None or args.adv_epsilon is not None:
+            raise ValueError("--adv-fraction and --adv-epsilon only apply together with --adversarial")
+        return None
+    configured = model_cfg["train"].get("adversarial") or {}
+    fraction = args.adv_fraction if args.adv_fraction is not None else configured.get("fraction")
+    epsilon = args.adv_epsilon if args.adv_epsilon is not None else configured.get("epsilon")
+    if fraction is None or epsilon is None:
+        raise ValueError("--adversarial needs a fraction and an epsilon: set models.<model>.train.adversarial in "
+                         "the config or give --adv-fraction and --adv-epsilon")
+    fraction, epsilon = float(fraction), parse_epsilon(epsilon)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"adversarial fraction must lie in (0, 1], got {fraction}")
+    return {"method": "fgsm", "fraction": fraction, "epsilon": epsilon, "epsilon_255": round(epsilon * 255, 4),
+            "pixel_space": "[0,1] before mean/std normalisation, clipped to [0,1]",
+            "crafted_with": "the model being trained, in eval mode, on the augmented batch; "
+                            "cross-entropy without label smoothing"}
 
 
 def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -97,8 +129,12 @@ def build_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, data: ImageSet,
                     spec: PreprocessSpec, settings: dict, device: torch.device, bf16: bool,
-                    generator: torch.Generator, epoch: int) -> dict:
-    """One pass over `data` in a seeded random order; returns mean loss and accuracy."""
+                    generator: torch.Generator, epoch: int, adversarial: dict | None = None) -> dict:
+    """One pass over `data` in a seeded random order; returns mean loss and accuracy.
+
+    With `adversarial` settings, each augmented batch has its first `fraction` replaced by FGSM examples (the
+    order is random, so that is a random subset); loss and accuracy are then those of the mixed batch.
+    """
     model.train()
     order = torch.randperm(len(data), generator=generator)
     batch_size = settings["batch_size"]
@@ -111,6 +147,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         inputs = normalize_batch(data.images[index].to(device, non_blocking=True), spec)
         inputs = flip_and_translate(inputs, settings["max_shift"], generator)
         labels = data.labels[index].to(device, non_blocking=True)
+        if adversarial:
+            inputs, _ = fgsm_training_batch(model, inputs, labels, spec, adversarial["fraction"],
+                                            adversarial["epsilon"], bf16=bf16)
         with autocast_context(device, bf16):
             logits = model(inputs)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=settings["label_smoothing"])
@@ -167,6 +206,25 @@ def _limit_per_class(labels: torch.Tensor, indices: np.ndarray, limit: int, seed
     return np.sort(np.concatenate(kept))
 
 
+def initialise_from_checkpoint(model: nn.Module, path: str, model_cfg: dict, spec: PreprocessSpec) -> dict:
+    """Load a detector checkpoint's weights into `model`; it must describe the same network and preprocessing.
+
+    Returns a summary of where the weights came from, stored in the new checkpoint's training metadata so the
+    total training time and lineage stay visible.
+    """
+    source, metadata = load_checkpoint(path)
+    expected = {"arch": model_cfg["arch"], "arch_args": model_cfg["arch_args"], **spec.to_metadata()}
+    found = {key: metadata.get(key) for key in expected}
+    if json.dumps(found, sort_keys=True) != json.dumps(expected, sort_keys=True):
+        raise ValueError(f"--init-from {path}: its model {found} differs from the configured {expected}")
+    model.load_state_dict(source.state_dict())
+    training = metadata.get("training") or {}
+    previous = training.get("total_train_seconds", training.get("train_seconds", 0.0))
+    return {"file": Path(path).name, "git_commit": metadata.get("git_commit"),
+            "created_at": metadata.get("created_at"), "epochs_run": training.get("epochs_run"),
+            "total_train_seconds": previous}
+
+
 def calibrate_and_describe(model: nn.Module, val: ImageSet, spec: PreprocessSpec, device: torch.device) -> dict:
     """Fit temperature and threshold on validation logits (float32, as served); return them with val metrics."""
     logits = predict_logits(model, val.images, spec, device=device, bf16=False)
@@ -187,6 +245,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     model_cfg = config["models"][model_key]
     data_cfg = config["data"]
     settings = _settings(args, model_cfg)
+    adversarial = adversarial_settings(args, model_cfg)
     spec = PreprocessSpec(model_cfg["input_size"], tuple(model_cfg["mean"]), tuple(model_cfg["std"]))
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -206,11 +265,17 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         val_idx = _limit_per_class(dataset.labels, val_idx, max(200, args.limit // 5), settings["seed"])
     train_set, val_set = dataset.subset(train_idx), dataset.subset(val_idx)
     log.info("train %d images, validation %d images, device %s, bf16 %s", len(train_set), len(val_set), device, bf16)
+    if adversarial:
+        log.info("adversarial training: FGSM epsilon %.5f (%g/255) on %.0f%% of each batch", adversarial["epsilon"],
+                 adversarial["epsilon_255"], 100 * adversarial["fraction"])
 
     model = build_model(model_cfg["arch"], **model_cfg["arch_args"])
     pretrained = getattr(args, "pretrained", None)
+    if pretrained and args.init_from:
+        raise ValueError("--pretrained and --init-from both choose the starting weights; give one of them")
     if pretrained:
         load_imagenet_weights(model, pretrained)
+    init_from = initialise_from_checkpoint(model, args.init_from, model_cfg, spec) if args.init_from else None
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, settings)
     steps_per_epoch = len(train_set) // settings["batch_size"]
@@ -238,6 +303,9 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         start_epoch, best_accuracy = state["epoch"] + 1, state["best_accuracy"]
         best_epoch, stale_epochs, elapsed_before = state["best_epoch"], state["stale_epochs"], state["elapsed_s"]
         log.info("resumed from %s after epoch %d", last_path, start_epoch)
+        if "adversarial" in state and json.loads(state["adversarial"]) != adversarial:
+            log.warning("the resumed run was trained with adversarial settings %s, this one uses %s; the checkpoint "
+                        "records only the latter", json.loads(state["adversarial"]), adversarial)
     elif args.resume:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
 
@@ -246,7 +314,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             break
         epoch_start = time.time()
         train_stats = train_one_epoch(model, optimizer, scheduler, train_set, spec, settings, device, bf16,
-                                      generator, epoch)
+                                      generator, epoch, adversarial)
         val_stats = evaluate(model, val_set, spec, device, bf16)
         history.append({"epoch": epoch + 1, "train_loss": round(train_stats["loss"], 5),
                         "train_accuracy": round(train_stats["accuracy"], 5), "val_loss": round(val_stats["loss"], 5),
@@ -264,7 +332,8 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "epoch": epoch,
                     "history": json.dumps(history), "best_accuracy": best_accuracy, "best_epoch": best_epoch,
-                    "stale_epochs": stale_epochs, "elapsed_s": elapsed_before + time.time() - started}, last_path)
+                    "stale_epochs": stale_epochs, "elapsed_s": elapsed_before + time.time() - started,
+                    "adversarial": json.dumps(adversarial)}, last_path)
         if stale_epochs >= settings["patience"]:
             log.info("early stopping: no validation improvement for %d epochs", stale_epochs)
 
@@ -303,7 +372,9 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             "data_dir": str(args.data_dir or data_cfg["train_dir"]),
             "train_images": len(train_set), "val_images": len(val_set), "val_fraction": val_fraction,
             "split_seed": data_cfg["split_seed"], "hyperparameters": settings, "pretrained": pretrained,
+            "init_from": init_from, "adversarial": adversarial,
             "epochs_run": len(history), "best_epoch": best_epoch, "train_seconds": round(train_seconds, 1),
+            "total_train_seconds": round(train_seconds + (init_from or {}).get("total_train_seconds", 0.0), 1),
             "device": str(device), "bf16": bf16, "history": history,
         },
         "metrics": {"val": calibration["val_metrics"], "test": test_metrics},

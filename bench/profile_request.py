@@ -1,0 +1,196 @@
+"""Per-stage profile of one /api/predict request, in-process, with the floor each stage could reach on this CPU.
+
+    python bench/profile_request.py [--output bench/results/profile.json] [--repeats 200] [--threads 1]
+
+Each stage of the request path is timed on its own (median of --repeats runs after a warm-up), for two uploads: a
+32x32 CIFAKE JPEG and a 2048x1536 JPEG. The forward passes are timed in both runtimes (ONNX Runtime, which serves,
+and PyTorch eager, the baseline). The floor of a compute stage is its FLOPs over the best matrix-multiply rate
+measured on this machine at the same thread count; the floor of a byte-bound stage is its bytes over the measured
+memory-copy bandwidth. Stages far above their floor are where time can still be won. HTTP and the WSGI server are
+not in this profile: bench/load_test.py measures them end to end.
+
+The Markdown table is printed; the JSON goes to --output.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backend.detector import Detector  # noqa: E402
+from backend.settings import serving_settings  # noqa: E402
+from models import split_at_gradcam_layer  # noqa: E402
+from utils.calibration import p_fake_from_logits  # noqa: E402
+from utils.gradcam import display_image, overlay_jpeg, jpeg_data_uri  # noqa: E402
+from utils.image_io import decode_image  # noqa: E402
+from utils.preprocessing import fit_to_input, normalize_batch  # noqa: E402
+from utils.runtime import OnnxForward, TorchForward  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "cifake_test_sample" / "FAKE"
+OOD_DIRS = (ROOT / "data" / "sd-vs-coco-200" / "REAL", ROOT / "data" / "sd-vs-coco-200" / "FAKE")
+
+
+def timed(fn, repeats: int, warmup: int = 10) -> float:
+    """Median wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def machine_rates(threads: int) -> dict:
+    """Best fp32 matmul GFLOP/s at this thread count and memory-copy GB/s, measured here."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    ms = timed(lambda: torch.mm(a, b), 20, warmup=5)
+    gflops = 2 * 1024 ** 3 / (ms / 1000) / 1e9
+    src = np.ones(64 * 2 ** 20, dtype=np.uint8)
+    dst = np.empty_like(src)
+    copy_ms = timed(lambda: np.copyto(dst, src), 20, warmup=3)
+    bandwidth = 2 * src.nbytes / (copy_ms / 1000) / 1e9  # read + write
+    return {"matmul_gflops": round(gflops, 1), "copy_gbps": round(bandwidth, 1)}
+
+
+def sample_uploads() -> dict[str, bytes]:
+    """The 32x32 CIFAKE JPEG and a 2048x1536 JPEG made from a 512 px sd-vs-coco-200 image (or, without that
+    data, from the CIFAKE image enlarged; the decode time then differs a little)."""
+    small = sorted(FIXTURE.glob("*.jpg"))[0].read_bytes()
+    source = next((sorted(d.glob("*.jpg"))[0] for d in OOD_DIRS if d.is_dir() and any(d.glob("*.jpg"))), None)
+    base = Image.open(source if source else io.BytesIO(small)).convert("RGB")
+    buffer = io.BytesIO()
+    base.resize((2048, 1536), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+    return {"cifake-32px.jpg": small, "2048x1536.jpg": buffer.getvalue()}
+
+
+def model_flops(model: torch.nn.Module, input_size: int) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, input_size, input_size))
+    return counter.get_total_flops()
+
+
+def profile(upload: bytes, detector: Detector, torch_forwards: dict, rates: dict, repeats: int) -> list[dict]:
+    """Stage rows for one upload: name, measured ms, floor ms, what the floor is based on."""
+    gflops, bandwidth = rates["matmul_gflops"] * 1e9, rates["copy_gbps"] * 1e9
+    rows = []
+
+    def add(stage: str, ms: float, floor_ms: float | None, basis: str) -> None:
+        rows.append({"stage": stage, "ms": round(ms, 3), "floor_ms": None if floor_ms is None else round(floor_ms, 4),
+                     "floor_basis": basis})
+
+    decoded = decode_image(upload)
+    add("decode (JPEG, draft mode for large images)", timed(lambda: decode_image(upload), repeats),
+        decoded.image.width * decoded.image.height * 3 / bandwidth * 1000,
+        f"writing {decoded.image.width}x{decoded.image.height} RGB at memory bandwidth (entropy decoding excluded)")
+    add("sha256 of the upload", timed(lambda: hashlib.sha256(upload).hexdigest(), repeats),
+        len(upload) / bandwidth * 1000, f"{len(upload)} bytes at memory bandwidth")
+
+    spec = detector.models[0].spec
+    add("resize to 32x32 + normalise", timed(
+        lambda: normalize_batch(torch.from_numpy(fit_to_input(decoded.image, spec.input_size)[None]), spec)
+        .contiguous().numpy(), repeats), 32 * 32 * 3 * 4 / bandwidth * 1000, "one 32x32x3 float32 tensor written")
+    batch = normalize_batch(torch.from_numpy(fit_to_input(decoded.image, spec.input_size)[None]), spec)
+    batch = batch.contiguous().numpy()
+
+    layer_outputs, p_fake, confidences = [], [], []
+    for m in detector.models:
+        flops = model_flops(m.model, m.spec.input_size)
+        floor = flops / gflops * 1000
+        add(f"forward {m.name} (PyTorch eager)", timed(lambda: torch_forwards[m.name](batch), repeats), floor,
+            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
+        add(f"forward {m.name} ({m.forward.name})", timed(lambda: m.forward(batch), repeats), floor,
+            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
+        logits, layer_output = m.forward(batch)
+        layer_outputs.append(layer_output)
+        p = float(p_fake_from_logits(torch.from_numpy(logits), m.temperature)[0])
+        p_fake.append(p)
+        confidences.append(p if p >= m.threshold else 1 - p)
+
+    winner = int(np.argmax(confidences))
+    explainer = detector.models[winner].explainer
+    target = int(p_fake[winner] >= detector.models[winner].threshold)
+    add(f"Grad-CAM on the winner ({detector.models[winner].name}, from its layer output)",
+        timed(lambda: explainer.heatmap(layer_outputs[winner], target), repeats), None,
+        "suffix forward + backward; small, dominated by per-op overhead")
+    heat = explainer.heatmap(layer_outputs[winner], target)
+    rgb = display_image(decoded.image, detector.overlay_size)
+    add(f"overlay image ({rgb.shape[1]}x{rgb.shape[0]}) + JPEG encode",
+        timed(lambda: overlay_jpeg(display_image(decoded.image, detector.overlay_size), heat), repeats),
+        rgb.size * 4 / bandwidth * 1000, "a few passes over the overlay's pixels")
+    jpeg = overlay_jpeg(rgb, heat)
+    add("base64 data URI", timed(lambda: jpeg_data_uri(jpeg), repeats), len(jpeg) * 2.33 / bandwidth * 1000,
+        f"{len(jpeg)} JPEG bytes read, 4/3 as many written")
+    result = detector.predict([decoded], [upload], explain=True)[0]
+    add("JSON response body", timed(lambda: json.dumps(result), repeats), None, "Python serialisation")
+    add("whole Detector.predict (explain)", timed(lambda: detector.predict([decoded], [upload], explain=True),
+                                                  repeats), None, "sum of the stages above it")
+    add("whole Detector.predict (no explain)", timed(lambda: detector.predict([decoded], [upload], explain=False),
+                                                     repeats), None, "decode is measured separately")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "profile.json"))
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads, as in one gunicorn worker")
+    args = parser.parse_args(argv)
+
+    rates = machine_rates(args.threads)
+    settings = serving_settings()
+    detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"], runtime="onnxruntime",
+                                         threads=args.threads, overlay_size=settings["overlay_size"])
+    torch.set_num_threads(args.threads)
+    torch_forwards = {m.name: TorchForward(split_at_gradcam_layer(m.metadata["arch"], m.model))
+                      for m in detector.models}
+    if not all(isinstance(m.forward, OnnxForward) for m in detector.models):
+        print("warning: ONNX Runtime is not in use; the 'onnxruntime' rows are PyTorch", file=sys.stderr)
+
+    report = {"machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+                          "python": platform.python_version(), "torch": str(torch.__version__), **rates},
+              "repeats": args.repeats, "uploads": {}}
+    for name, upload in sample_uploads().items():
+        rows = profile(upload, detector, torch_forwards, rates, args.repeats)
+        report["uploads"][name] = {"bytes": len(upload), "stages": rows}
+        print(f"\n### {name} ({len(upload):,} bytes), {args.threads} thread(s)\n")
+        print("| stage | measured ms | floor ms | floor basis |\n| --- | ---: | ---: | --- |")
+        for row in rows:
+            floor = "" if row["floor_ms"] is None else f"{row['floor_ms']:.4f}"
+            print(f"| {row['stage']} | {row['ms']:.3f} | {floor} | {row['floor_basis']} |")
+    print(f"\nmachine: {report['machine']}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

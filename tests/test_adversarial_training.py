@@ -1,0 +1,81 @@
+"""--adversarial training: settings from config or flags, kept in the checkpoint; works with bf16 and --init-from."""
+import argparse
+
+import pytest
+import yaml
+
+from utils.checkpoint import load_checkpoint
+from utils.config import load_config
+from utils.training import adversarial_settings, get_args_parser
+from utils.training import main as train_main
+
+TINY_CNN_ARGS = {"widths": [8, 8, 16, 16]}  # the architecture of conftest's tiny_weights_dir/cnn.pt
+
+
+@pytest.fixture
+def tiny_config(tmp_path, cifake_train_sample):
+    config = load_config()
+    config["data"].update(train_dir=str(cifake_train_sample), test_dir=None, cache_dir=str(tmp_path / "cache"),
+                          val_fraction=0.2)
+    config["models"]["cnn"]["arch_args"] = dict(TINY_CNN_ARGS)
+    config["models"]["cnn"]["train"].update(epochs=1, batch_size=16, warmup_epochs=0.5, patience=10)
+    config["models"]["cnn"]["train"]["adversarial"] = {"fraction": 0.25, "epsilon": "1/255"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    return get_args_parser("cnn", "test").parse_args(list(argv))
+
+
+def test_adversarial_settings_come_from_config_and_flags_override_them():
+    model_cfg = {"train": {"adversarial": {"fraction": 0.5, "epsilon": "2/255"}}}
+    assert adversarial_settings(_parse(), model_cfg) is None
+    from_config = adversarial_settings(_parse("--adversarial"), model_cfg)
+    assert from_config["fraction"] == 0.5 and from_config["epsilon"] == pytest.approx(2 / 255)
+    assert from_config["epsilon_255"] == 2.0 and from_config["method"] == "fgsm"
+    overridden = adversarial_settings(_parse("--adversarial", "--adv-fraction", "0.3", "--adv-epsilon", "0.01"),
+                                      model_cfg)
+    assert overridden["fraction"] == 0.3 and overridden["epsilon"] == 0.01
+
+
+@pytest.mark.parametrize("argv", [("--adv-epsilon", "2/255"), ("--adversarial", "--adv-fraction", "0"),
+                                  ("--adversarial", "--adv-fraction", "1.5")])
+def test_adversarial_settings_refuse_meaningless_combinations(argv):
+    with pytest.raises(ValueError):
+        adversarial_settings(_parse(*argv), {"train": {"adversarial": {"fraction": 0.5, "epsilon": 0.01}}})
+
+
+def test_adversarial_flag_needs_settings_from_somewhere():
+    with pytest.raises(ValueError, match="fraction and an epsilon"):
+        adversarial_settings(_parse("--adversarial"), {"train": {}})
+
+
+def test_bad_epsilon_flag_is_a_usage_error():
+    with pytest.raises(SystemExit):
+        _parse("--adversarial", "--adv-epsilon", "9")
+
+
+def test_adversarial_fine_tuning_in_bf16_records_its_settings(tiny_config, tiny_weights_dir, tmp_path):
+    output = train_main("cnn", ["--config", str(tiny_config), "--output", str(tmp_path / "cnn.pt"),
+                                "--run-dir", str(tmp_path / "run"), "--threads", "1", "--precision", "bf16",
+                                "--limit", "64", "--init-from", str(tiny_weights_dir / "cnn.pt"),
+                                "--adversarial", "--adv-fraction", "0.5", "--adv-epsilon", "4/255"])
+    _, metadata = load_checkpoint(output)
+    training = metadata["training"]
+    assert training["adversarial"]["fraction"] == 0.5
+    assert training["adversarial"]["epsilon"] == pytest.approx(4 / 255)
+    assert training["adversarial"]["epsilon_255"] == 4.0
+    assert "adversarial" not in training["hyperparameters"]
+    assert training["init_from"]["file"] == "cnn.pt" and training["bf16"] is True
+    assert training["epochs_run"] == 1 and training["train_images"] == 64
+
+
+def test_plain_training_records_no_adversarial_settings(tiny_config, tmp_path):
+    output = train_main("cnn", ["--config", str(tiny_config), "--output", str(tmp_path / "cnn.pt"),
+                                "--run-dir", str(tmp_path / "run"), "--threads", "1", "--precision", "fp32",
+                                "--limit", "32"])
+    _, metadata = load_checkpoint(output)
+    assert metadata["training"]["adversarial"] is None
+    assert "adversarial" not in metadata["training"]["hyperparameters"]

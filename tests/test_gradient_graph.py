@@ -1,0 +1,61 @@
+"""The hand-written backward pass (utils/gradient_graph.py) gives autograd's gradient, in PyTorch and in ONNX Runtime."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models import build_model, split_at_gradcam_layer
+from tests.test_explain_graph import _output_and_gradient, _trained_looking_efficientnet
+from utils.gradient_graph import GradientGraph, UnsupportedLayer, check_supported
+from utils.runtime import OnnxGradient
+
+
+@pytest.fixture(scope="module")
+def efficientnet_suffix_and_layer_output():
+    model = _trained_looking_efficientnet()
+    with torch.no_grad():
+        model.classifier[1].weight.normal_()  # a head of real size, so the gradients are far from zero
+    split = split_at_gradcam_layer("efficientnet_b0", model)
+    with torch.no_grad():
+        layer_output = split.prefix(torch.randn(2, 3, 32, 32))
+    return split.suffix, layer_output
+
+
+@pytest.mark.parametrize("class_index", [0, 1])
+def test_gradient_graph_equals_autograd_on_efficientnet(efficientnet_suffix_and_layer_output, class_index):
+    suffix, layer_output = efficientnet_suffix_and_layer_output
+    graph = GradientGraph(suffix, layer_output[:1])
+    target = torch.zeros(2, 2)
+    target[:, class_index] = 1
+    with torch.no_grad():
+        logits, gradient = graph(layer_output, target)
+    leaf = layer_output.clone().requires_grad_(True)
+    expected_logits = suffix(leaf)
+    (expected,) = torch.autograd.grad(expected_logits[:, class_index].sum(), leaf)
+    torch.testing.assert_close(logits, expected_logits.detach(), rtol=1e-4, atol=1e-5)
+    scale = expected.abs().max().item()
+    assert scale > 0, "a zero gradient would make the comparison meaningless"
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_onnx_runtime_runs_the_same_gradient(efficientnet_suffix_and_layer_output):
+    suffix, layer_output = efficientnet_suffix_and_layer_output
+    one = layer_output[:1]
+    gradient = OnnxGradient(suffix, one, num_classes=2, threads=1)(one.numpy(), class_index=1)
+    _, expected = _output_and_gradient(suffix, one)  # d(logit 1)/d(layer output)
+    scale = np.abs(expected.numpy()).max()
+    np.testing.assert_allclose(gradient, expected.numpy(), rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_the_custom_cnn_is_not_covered_and_says_which_layer():
+    split = split_at_gradcam_layer("artifact_cnn", build_model("artifact_cnn", first_stage_stride=2).eval())
+    with pytest.raises(UnsupportedLayer, match="MaxPool2d|GELU|MaxMeanPool"):
+        check_supported(split.suffix)
+
+
+def test_building_the_graph_leaves_the_served_suffix_untouched(efficientnet_suffix_and_layer_output):
+    suffix, layer_output = efficientnet_suffix_and_layer_output
+    before = {name: tensor.clone() for name, tensor in suffix.state_dict().items()}
+    GradientGraph(suffix, layer_output[:1])
+    assert all(torch.equal(before[name], tensor) for name, tensor in suffix.state_dict().items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in suffix.modules()), "the served suffix keeps its batch norms"
