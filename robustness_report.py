@@ -27,8 +27,9 @@ from utils.ensemble import ensemble_threshold
 from utils.errors import ModelUnavailable
 from utils.report_markdown import render_report
 from utils.report_plots import plot_corruption_curves, plot_fgsm_accuracy
-from utils.robustness import analyse_folder
-from utils.scoring import load_calibrated_models
+from utils.data import load_image_folder
+from utils.robustness import analyse_folder, fgsm_evaluation
+from utils.scoring import common_input_size, load_calibrated_models, stratified_sample
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def get_args_parser(defaults: dict) -> argparse.ArgumentParser:
     parser.add_argument("--skip-ood", action="store_true", help="leave the out-of-domain folder out")
     parser.add_argument("--weights", nargs="+", default=None,
                         help="checkpoint files (default: every model in config models.*.output)")
+    parser.add_argument("--compare-weights", nargs="+", metavar="CHECKPOINT",
+                        help="other checkpoints of the same models (e.g. adversarially fine-tuned ones): FGSM on the "
+                             "same in-domain sample, reported before/after beside the main ones")
+    parser.add_argument("--compare-title", default="adversarially fine-tuned",
+                        help="what the --compare-weights checkpoints are, for the report")
     parser.add_argument("--output", default=defaults.get("output", "docs/evaluation.md"), help="markdown to write")
     parser.add_argument("--assets-dir", default=defaults.get("assets_dir", "docs/evaluation"),
                         help="folder for robustness.json and the plots")
@@ -102,6 +108,35 @@ def write_plots(report: dict, assets_dir: Path, link_base: Path) -> dict[str, di
     return links
 
 
+def _model_facts(member) -> dict:
+    training = member.metadata.get("training") or {}
+    test = (member.metadata.get("metrics") or {}).get("test") or {}
+    return {"file": member.file, "adversarial": training.get("adversarial"),
+            "init_from": (training.get("init_from") or {}).get("file"), "epochs_run": training.get("epochs_run"),
+            "test_accuracy": test.get("accuracy"), "test_images": (test.get("counts") or {}).get("total")}
+
+
+def load_comparison(paths: list[Path], baseline: list) -> list:
+    """The --compare-weights checkpoints, refused unless they are the same models as the report's."""
+    others = load_calibrated_models(paths)
+    if sorted(m.name for m in others) != sorted(m.name for m in baseline):
+        raise ValueError(f"--compare-weights must hold the same models as the report "
+                         f"({sorted(m.name for m in baseline)}), got {sorted(m.name for m in others)}")
+    return others
+
+
+def compare_checkpoints(others: list, baseline: list, data_dir: Path, cache_dir: Path,
+                        args: argparse.Namespace, epsilons: list[float]) -> dict:
+    """FGSM on the in-domain FGSM sample (the same images as the main report) with another set of checkpoints."""
+    data = load_image_folder(data_dir, common_input_size(others), cache_dir)
+    labels = data.labels.numpy()
+    index = stratified_sample(labels, args.fgsm_sample or None, args.seed)
+    fgsm = fgsm_evaluation(others, data.images[index], labels[index], epsilons, args.mixed_fraction, args.seed,
+                           batch_size=min(args.batch_size, 256))
+    return {"models": {m.name: _model_facts(m) for m in others},
+            "baseline_models": {m.name: _model_facts(m) for m in baseline}, "fgsm": fgsm}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Measure every folder, then write robustness.json, the plots and the markdown report."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -122,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoints = [Path(p) for p in args.weights] if args.weights else [
         project_path(section["output"]) for section in config["models"].values()]
     members = load_calibrated_models(checkpoints)
+    others = load_comparison([Path(p) for p in args.compare_weights], members) if args.compare_weights else None
     cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])
     folders = [("in_domain", args.data_dir, args.title or _display_path(args.data_dir), None)]
     if args.ood_dir and not args.skip_ood:
@@ -138,6 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
                                 args.batch_size)
         measured[key] = {"title": title, "note": note, **folder, "data_dir": _display_path(data_dir)}
 
+    comparison = None
+    if others:
+        log.info("FGSM on the same sample with %s", ", ".join(args.compare_weights))
+        comparison = compare_checkpoints(others, members, project_path(args.data_dir), cache_dir, args, epsilons)
+        comparison["title"] = args.compare_title
+
     report = {
         "generated_at": utc_now(), "git_commit": git_commit(),
         "command": "python robustness_report.py " + " ".join(shlex.quote(a) for a in argv),
@@ -151,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ensemble_rule": "mean of the models' calibrated p_fake; threshold = mean of the models' thresholds",
         "ensemble_threshold": ensemble_threshold([m.threshold for m in members]),
         "folders": measured,
+        "comparison": comparison,
     }
     output = project_path(args.output)
     assets_dir = project_path(args.assets_dir)

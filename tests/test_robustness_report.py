@@ -115,3 +115,33 @@ def test_evaluate_without_fgsm_options_records_none(tiny_weights_dir, cifake_tes
     evaluate.main(["--data-dir", str(cifake_test_sample), "--output", str(tmp_path / "r"), "--weights",
                    str(tiny_weights_dir / "cnn.pt"), "--cache-dir", str(tmp_path / "cache"), "--threads", "1"])
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["fgsm"] is None
+
+
+def test_compare_weights_adds_a_before_after_section_on_the_same_fgsm_sample(tiny_weights_dir, cifake_test_sample,
+                                                                            tmp_path):
+    weights = [str(tiny_weights_dir / "cnn.pt"), str(tiny_weights_dir / "efficientnet_b0.pt")]
+    report = robustness_report.main([
+        "--weights", *weights, "--compare-weights", *reversed(weights), "--compare-title", "re-loaded",
+        "--data-dir", str(cifake_test_sample), "--skip-ood", "--output", str(tmp_path / "evaluation.md"),
+        "--assets-dir", str(tmp_path / "assets"), "--fgsm-sample", "16", "--corruption-sample", "16",
+        "--epsilons", "4/255", "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--batch-size", "64"])
+    before, after = report["folders"]["in_domain"]["fgsm"], report["comparison"]["fgsm"]
+    assert after["images"] == before["images"], "the comparison must use the same images"
+    # the same checkpoints on both sides, so the same numbers: the section compares like with like
+    assert after["clean"] == before["clean"]
+    markdown = (tmp_path / "evaluation.md").read_text()
+    assert "## Before and after: re-loaded" in markdown
+    accuracy = before["clean"]["ensemble"]["accuracy"]
+    assert f"| ensemble | 0 (clean) | {100 * accuracy:.2f}% | {100 * accuracy:.2f}% |" in markdown
+    white_box = [a for a in before["attacks"] if a["white_box"] and a["scored_by"] == "cnn"][0]
+    assert f"| cnn | 4/255 | {100 * white_box['adversarial']['accuracy']:.2f}% |" in markdown
+
+
+def test_compare_weights_must_hold_the_same_models(tiny_weights_dir, cifake_test_sample, tmp_path):
+    with pytest.raises(ValueError, match="same models"):
+        robustness_report.main([
+            "--weights", str(tiny_weights_dir / "cnn.pt"), str(tiny_weights_dir / "efficientnet_b0.pt"),
+            "--compare-weights", str(tiny_weights_dir / "cnn.pt"), "--data-dir", str(cifake_test_sample),
+            "--skip-ood", "--output", str(tmp_path / "e.md"), "--assets-dir", str(tmp_path / "a"),
+            "--fgsm-sample", "8", "--corruption-sample", "8", "--epsilons", "4/255",
+            "--cache-dir", str(tmp_path / "cache"), "--threads", "1"])

@@ -130,6 +130,40 @@ def folder_section(folder: dict, plots: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
+def comparison_section(before: dict, comparison: dict) -> str:
+    """Clean and white-box FGSM accuracy of the main checkpoints beside another set (e.g. adversarially tuned)."""
+    after = comparison["fgsm"]
+    title = comparison["title"]
+    facts = []
+    for name, model in comparison["models"].items():
+        adversarial = model.get("adversarial") or {}
+        how = (f"FGSM training at epsilon {format_epsilon(adversarial['epsilon'])} on {adversarial['fraction']:.0%} "
+               f"of each batch" if adversarial else "no adversarial training recorded")
+        start = f", starting from `{model['init_from']}`" if model.get("init_from") else ""
+        facts.append([name, f"`{model['file']}`", f"{how}, {model.get('epochs_run')} epoch(s){start}",
+                      _percent(comparison["baseline_models"][name].get("test_accuracy")),
+                      _percent(model.get("test_accuracy"))])
+    text = (f"The same FGSM evaluation (same {_counts(after['images'])} images, same epsilons, each scorer "
+            f"attacked through its own gradient) run on the {title} checkpoints. *before* is the shipped model, "
+            f"*after* the {title} one. The CIFAKE test accuracy of each model on the whole official test split comes "
+            f"from its checkpoint (measured at the end of its training).")
+    rows = [[scorer, "0 (clean)", _percent(m["accuracy"]), _percent(after["clean"][scorer]["accuracy"])]
+            for scorer, m in before["clean"].items()]
+    after_attacks = {(a["epsilon"], a["scored_by"]): a for a in after["attacks"] if a["white_box"]}
+    order = list(before["clean"])
+    for attack in sorted((a for a in before["attacks"] if a["white_box"]),
+                         key=lambda a: (order.index(a["scored_by"]), a["epsilon"])):
+        twin = after_attacks.get((attack["epsilon"], attack["scored_by"]))
+        rows.append([attack["scored_by"], format_epsilon(attack["epsilon"]),
+                     _percent(attack["adversarial"]["accuracy"]),
+                     _percent(twin["adversarial"]["accuracy"]) if twin else "n/a"])
+    rows.sort(key=lambda r: order.index(r[0]))
+    return "\n\n".join([
+        text,
+        markdown_table(["model", "checkpoint", "training", "CIFAKE test accuracy before", "after"], facts),
+        markdown_table(["scorer", "epsilon", "accuracy before", "accuracy after"], rows)])
+
+
 def render_report(report: dict, json_link: str, plots: dict[str, dict[str, str]]) -> str:
     """The whole docs/evaluation.md."""
     settings = report["settings"]
@@ -168,4 +202,9 @@ def render_report(report: dict, json_link: str, plots: dict[str, dict[str, str]]
     ]
     for key, folder in report["folders"].items():
         lines.append(folder_section(folder, plots.get(key, {})))
+    comparison = report.get("comparison")
+    if comparison:
+        first = next(iter(report["folders"].values()))
+        lines += [f"## Before and after: {comparison['title']}", "",
+                  comparison_section(first["fgsm"], comparison), ""]
     return "\n".join(lines).rstrip() + "\n"
