@@ -60,8 +60,8 @@ def _bn_scale(norm: nn.BatchNorm2d) -> torch.Tensor:
     return scale if norm.weight is None else scale * norm.weight
 
 
-def _silu_derivative(x: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(x)
+def _silu_derivative(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """d silu(x)/dx from x and s = sigmoid(x), which the forward pass already computed."""
     return s * (1 + x * (1 - s))
 
 
@@ -118,8 +118,9 @@ class GradientGraph(nn.Module):
             return y + x if module.use_res_connect else y
         if isinstance(module, SqueezeExcitation):
             z1 = self._forward(module.fc1, x.mean(dim=(2, 3), keepdim=True), [])
-            gate = torch.sigmoid(self._forward(module.fc2, F.silu(z1), []))
-            tape.append((x, z1, gate))
+            s1 = torch.sigmoid(z1)
+            gate = torch.sigmoid(self._forward(module.fc2, z1 * s1, []))
+            tape.append((x, z1, s1, gate))
             return gate * x
         if isinstance(module, SmallDepthwise):
             tape.append(tuple(x.shape[-2:]))
@@ -139,8 +140,9 @@ class GradientGraph(nn.Module):
         if isinstance(module, nn.BatchNorm2d):
             return module(x)
         if isinstance(module, nn.SiLU):
-            tape.append(x)
-            return F.silu(x)
+            s = torch.sigmoid(x)
+            tape.append((x, s))
+            return x * s
         if isinstance(module, nn.Sigmoid):
             y = torch.sigmoid(x)
             tape.append(y)
@@ -166,9 +168,9 @@ class GradientGraph(nn.Module):
             block_grad = self._backward(module.block, grad, tape)
             return block_grad + grad if module.use_res_connect else block_grad
         if isinstance(module, SqueezeExcitation):
-            x, z1, gate = tape.pop()
+            x, z1, s1, gate = tape.pop()
             grad_gate = (grad * x).sum(dim=(2, 3), keepdim=True) * gate * (1 - gate)
-            grad_z1 = _pointwise_input_gradient(module.fc2, grad_gate) * _silu_derivative(z1)
+            grad_z1 = _pointwise_input_gradient(module.fc2, grad_gate) * _silu_derivative(z1, s1)
             grad_pooled = _pointwise_input_gradient(module.fc1, grad_z1)
             return grad * gate + grad_pooled / (x.shape[2] * x.shape[3])
         if isinstance(module, SmallDepthwise):
@@ -185,7 +187,7 @@ class GradientGraph(nn.Module):
         if isinstance(module, nn.BatchNorm2d):
             return grad * _bn_scale(module).view(1, -1, 1, 1)
         if isinstance(module, nn.SiLU):
-            return grad * _silu_derivative(tape.pop())
+            return grad * _silu_derivative(*tape.pop())
         if isinstance(module, nn.Sigmoid):
             y = tape.pop()
             return grad * y * (1 - y)
