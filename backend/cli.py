@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -41,24 +42,39 @@ def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
         yield items[start:start + size]
 
 
+def _read_and_decode(chunk: list[Path], max_pixels: int) -> tuple[list, list[bytes], list[dict]]:
+    """Decoded images and raw bytes of the readable files, and one row per path (with `error` for the others)."""
+    decoded, raw, rows = [], [], []
+    for path in chunk:
+        row = {"path": str(path)}
+        try:
+            data = path.read_bytes()
+            decoded.append(decode_image(data, max_pixels))
+            raw.append(data)
+        except DetectorError as error:
+            row["error"] = error.message
+        except OSError as error:
+            row["error"] = f"cannot read file: {error.strerror}"
+        rows.append(row)
+    return decoded, raw, rows
+
+
 def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: int,
           progress: bool = True) -> Iterator[dict]:
-    """One flat row per path, in order."""
+    """One flat row per path, in order.
+
+    The next chunk is read and decoded on a second thread while the models score the current one: decoding
+    holds the GIL only in part and the model runtime releases it, so the two overlap.
+    """
     names = [m.name for m in detector.models]
-    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar:
-        for chunk in _chunks(paths, batch_size):
-            decoded, raw, rows = [], [], []
-            for path in chunk:
-                row = {"path": str(path)}
-                try:
-                    data = path.read_bytes()
-                    decoded.append(decode_image(data, max_pixels))
-                    raw.append(data)
-                except DetectorError as error:
-                    row["error"] = error.message
-                except OSError as error:
-                    row["error"] = f"cannot read file: {error.strerror}"
-                rows.append(row)
+    chunks = list(_chunks(paths, batch_size))
+    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as reader:
+        pending = reader.submit(_read_and_decode, chunks[0], max_pixels) if chunks else None
+        for index in range(len(chunks)):
+            decoded, raw, rows = pending.result()
+            if index + 1 < len(chunks):
+                pending = reader.submit(_read_and_decode, chunks[index + 1], max_pixels)
             results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
             for row in rows:
                 if "error" not in row:
@@ -68,7 +84,7 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
                     row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
                                uncertain=result["verdict"]["uncertain"])
                 yield row
-            bar.update(len(chunk))
+            bar.update(len(rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = serving_settings(overrides)
     try:
         detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
-                                             runtime=settings["runtime"], threads=threads,
+                                             runtime=settings["runtime"], threads=threads, explanations=False,
                                              uncertain_band=settings["uncertain_band"])
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,10 +19,13 @@ from utils.calibration import p_fake_from_logits
 from utils.checkpoint import load_checkpoint
 from utils.ensemble import ensemble_p_fake, ensemble_threshold
 from utils.errors import ModelUnavailable
-from utils.gradcam import GradCamExplainer, display_image, overlay_jpeg, jpeg_data_uri
 from utils.image_io import DecodedImage
+from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg
 from utils.preprocessing import CLASS_NAMES, FAKE_INDEX, PreprocessSpec, fit_to_input, normalize_batch
 from utils.runtime import ForwardPass, build_forward
+
+if TYPE_CHECKING:
+    from utils.gradcam import GradCamExplainer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class LoadedModel:
     metadata: dict
     spec: PreprocessSpec
     forward: ForwardPass
-    explainer: GradCamExplainer
+    explainer: GradCamExplainer | None  # None when loaded with explanations=False
 
     @property
     def temperature(self) -> float:
@@ -70,11 +74,13 @@ class Detector:
 
     @classmethod
     def from_weights_dir(cls, weights_dir: str | Path, model_files: dict[str, str], runtime: str = "onnxruntime",
-                         threads: int | None = None, **options) -> "Detector":
+                         threads: int | None = None, explanations: bool = True, **options) -> "Detector":
         """Load every model file named in the config from `weights_dir`.
 
-        `runtime` runs the plain forward passes ("onnxruntime" or "torch"); Grad-CAM always uses PyTorch.
-        `threads` is the intra-op thread count for either runtime (default: all cores).
+        `runtime` runs the forward passes and, where the model's layers allow it, Grad-CAM's gradient
+        ("onnxruntime" or "torch"). `threads` is the intra-op thread count for either runtime (default: all
+        cores). `explanations=False` skips building the Grad-CAM graphs (batch scoring starts faster); `predict`
+        then refuses `explain=True`.
         """
         loaded = []
         for name, file in model_files.items():
@@ -82,12 +88,18 @@ class Detector:
             model.requires_grad_(False)  # serving never trains; Grad-CAM differentiates activations only
             spec = PreprocessSpec.from_metadata(metadata)
             split = split_at_gradcam_layer(metadata["arch"], model)
-            explainer = GradCamExplainer(split, spec.input_size, runtime, threads or os.cpu_count() or 1)
+            explainer = None
+            if explanations:
+                # imported here: pytorch-grad-cam and its dependencies add a second to the start of code that
+                # only scores (the batch CLI)
+                from utils.gradcam import GradCamExplainer
+                explainer = GradCamExplainer(split, spec.input_size, runtime, threads or os.cpu_count() or 1)
             loaded.append(LoadedModel(name=metadata["name"], model=model, metadata=metadata, spec=spec,
                                       forward=build_forward(split, spec.input_size, runtime, threads),
                                       explainer=explainer))
             log.info("loaded %s from %s (T=%.3f, threshold=%.3f, forward %s, Grad-CAM %s)", name, file,
-                     metadata["temperature"], metadata["threshold"], loaded[-1].forward.name, explainer.runtime)
+                     metadata["temperature"], metadata["threshold"], loaded[-1].forward.name,
+                     explainer.runtime if explainer else "not loaded")
         return cls(loaded, **options)
 
     def describe(self) -> list[dict]:
@@ -127,6 +139,8 @@ class Detector:
 
     def predict(self, images: list[DecodedImage], raw: list[bytes], explain: bool = True) -> list[dict]:
         """One result dict per image, in order (see the README's response contract)."""
+        if explain and any(m.explainer is None for m in self.models):
+            raise ValueError("this detector was loaded without explanations; call predict with explain=False")
         started = time.perf_counter()
         member_p, layer_outputs = self._p_fake(images)
         inference_ms = (time.perf_counter() - started) * 1000 / len(images)

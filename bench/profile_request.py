@@ -38,7 +38,7 @@ from backend.detector import Detector  # noqa: E402
 from backend.settings import serving_settings  # noqa: E402
 from models import split_at_gradcam_layer  # noqa: E402
 from utils.calibration import p_fake_from_logits  # noqa: E402
-from utils.gradcam import display_image, overlay_jpeg, jpeg_data_uri  # noqa: E402
+from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg  # noqa: E402
 from utils.image_io import decode_image  # noqa: E402
 from utils.preprocessing import fit_to_input, normalize_batch  # noqa: E402
 from utils.runtime import OnnxForward, TorchForward  # noqa: E402

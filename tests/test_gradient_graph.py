@@ -47,10 +47,31 @@ def test_onnx_runtime_runs_the_same_gradient(efficientnet_suffix_and_layer_outpu
     np.testing.assert_allclose(gradient, expected.numpy(), rtol=1e-4, atol=1e-4 * scale)
 
 
-def test_the_custom_cnn_is_not_covered_and_says_which_layer():
-    split = split_at_gradcam_layer("artifact_cnn", build_model("artifact_cnn", first_stage_stride=2).eval())
-    with pytest.raises(UnsupportedLayer, match="MaxPool2d|GELU|MaxMeanPool"):
-        check_supported(split.suffix)
+@pytest.mark.parametrize("first_stage_stride", [2, 1])
+def test_gradient_graph_equals_autograd_on_the_custom_cnn(first_stage_stride):
+    """Max-pooling, GELU, residual stages and global max+mean pooling, in PyTorch and in ONNX Runtime."""
+    torch.manual_seed(0)
+    model = build_model("artifact_cnn", first_stage_stride=first_stage_stride).eval()
+    with torch.no_grad():
+        model.head[1].weight.normal_()
+    split = split_at_gradcam_layer("artifact_cnn", model.requires_grad_(False))
+    with torch.no_grad():
+        layer_output = split.prefix(torch.randn(1, 3, 32, 32))
+    _, expected = _output_and_gradient(split.suffix, layer_output)
+    scale = expected.abs().max().item()
+    assert scale > 0
+    with torch.no_grad():
+        _, gradient = GradientGraph(split.suffix, layer_output)(layer_output, torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-4 * scale)
+    onnx_gradient = OnnxGradient(split.suffix, layer_output, num_classes=2, threads=1)(layer_output.numpy(), 1)
+    np.testing.assert_allclose(onnx_gradient, expected.numpy(), rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_a_layer_without_a_rule_is_refused_by_name():
+    with pytest.raises(UnsupportedLayer, match="LeakyReLU"):
+        check_supported(nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(), nn.Flatten(), nn.Linear(4, 2)))
+    with pytest.raises(UnsupportedLayer, match="max-pooling"):
+        check_supported(nn.MaxPool2d(3, stride=2))
 
 
 def test_building_the_graph_leaves_the_served_suffix_untouched(efficientnet_suffix_and_layer_output):

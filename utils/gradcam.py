@@ -1,14 +1,11 @@
-"""Grad-CAM explanations (pytorch-grad-cam) and the overlay image a person looks at."""
+"""Grad-CAM explanations (pytorch-grad-cam); the overlay a person looks at is utils/overlay.py."""
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -81,10 +78,10 @@ class GradCamExplainer:
 
     The served forward pass already returns that output, so an explanation costs one pass through the part of
     the network after the layer and its backward, instead of a second full forward and backward. Two ways:
-    - ONNX Runtime (EfficientNet-B0): the backward pass written out as a graph (utils/gradient_graph.py), and
-      pytorch-grad-cam's weighting and scaling on its result (`grad_cam_map`);
-    - pytorch-grad-cam's GradCAM on PyTorch autograd (any model; the custom CNN, whose max-pooling has no
-      hand-written backward): the suffix runs as an equivalent, faster copy (utils/explain_graph.py). The hooks
+    - ONNX Runtime (runtime="onnxruntime", both shipped models): the backward pass written out as a graph
+      (utils/gradient_graph.py), and pytorch-grad-cam's weighting and scaling on its result (`grad_cam_map`);
+    - pytorch-grad-cam's GradCAM on PyTorch autograd (runtime="torch", or a layer the graph has no rule for, or
+      no ONNX Runtime): the suffix runs as an equivalent, faster copy (utils/explain_graph.py). The hooks
       pytorch-grad-cam attaches live on a private identity module, never on the shared model, and a lock keeps
       concurrent requests from sharing them; the `with` block removes them after each call.
     Both give the same map as pytorch-grad-cam run on the whole model (tests/test_gradcam.py).
@@ -117,42 +114,3 @@ class GradCamExplainer:
                                                              self._input_size) as cam:
             maps = cam(input_tensor=leaf, targets=[ClassifierOutputTarget(class_index)])
         return np.asarray(maps[0], dtype=np.float32)
-
-
-def display_image(image: Image.Image, max_side: int) -> np.ndarray:
-    """The upload as RGB uint8, shrunk (aspect kept) so neither side exceeds `max_side`."""
-    width, height = image.size
-    scale = min(1.0, max_side / max(width, height))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if size != image.size:
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-OVERLAY_JPEG_QUALITY = 90
-
-
-def overlay_jpeg(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> bytes:
-    """The heatmap in JET colours blended over the image, JPEG-encoded.
-
-    JPEG, not PNG: the blend is photographic, and at 256x192 it encoded in 0.12 ms to 12 KB here, against 2.8 ms
-    and 76 KB for PNG at its fastest compression level (bench/profile_request.py measures it).
-    Tiny images (CIFAKE is 32x32) are enlarged with nearest-neighbour first so the overlay is big enough to see.
-    """
-    height, width = rgb.shape[:2]
-    if max(height, width) < 128:
-        factor = int(np.ceil(128 / max(height, width)))
-        rgb = cv2.resize(rgb, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
-        height, width = rgb.shape[:2]
-    heat = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
-    colours = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)  # BGR
-    blended = cv2.addWeighted(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 1 - alpha, colours, alpha, 0)
-    ok, encoded = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return encoded.tobytes()
-
-
-def jpeg_data_uri(jpeg: bytes) -> str:
-    """A data: URI for JPEG bytes."""
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

@@ -10,11 +10,16 @@ milliseconds per explanation here, against well under one for ONNX Runtime's who
 - BatchNorm2d: an affine map per channel, so the gradient is scaled by weight / sqrt(running_var + eps);
 - SiLU: s * (1 + x * (1 - s)) with s = sigmoid(x); Sigmoid: y * (1 - y);
 - SqueezeExcitation (out = s(x) * x): the direct term g * s plus the term through the pooled gate;
-- MBConv: the block's gradient plus the skip connection's (stochastic depth is the identity in eval mode);
-- global average pooling, flatten, dropout and linear layers.
+- MBConv and ArtifactCNN's ConvStage: the block's gradient plus the skip connection's (stochastic depth is the
+  identity in eval mode);
+- GELU (exact form): Phi(x) + x * phi(x);
+- max-pooling in non-overlapping windows: the gradient goes to the position the forward pass took each maximum
+  from (MaxPool's indices, then a scatter), as autograd does;
+- global max pooling (`amax`): shared evenly among the positions equal to the maximum, as autograd does; global
+  average pooling, flatten, dropout and linear layers.
 The result is a plain module of convolutions, transposed convolutions and element-wise operations that exports
 to ONNX like any network. A module type outside these rules raises `UnsupportedLayer`, and the caller keeps
-autograd for that model (the custom CNN's max-pooling takes that path; its suffix is small anyway).
+autograd for that model.
 tests/test_gradient_graph.py checks the gradient against autograd.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import nn
 from torchvision.models.efficientnet import MBConv
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
+from models.artifact_cnn import ConvStage, MaxMeanPool
 from utils.explain_graph import PointwiseLinear, SmallDepthwise, rewrite_for_explanation
 
 
@@ -37,9 +43,20 @@ _IDENTITY_IN_EVAL = (nn.Identity, nn.Dropout, StochasticDepth)
 
 def check_supported(module: nn.Module) -> None:
     """Raise UnsupportedLayer unless every layer in `module` has a rule here."""
-    if isinstance(module, (nn.Sequential, MBConv)):
-        for child in (module.children() if isinstance(module, nn.Sequential) else [module.block]):
+    if isinstance(module, (nn.Sequential, MBConv, ConvStage)):
+        check_supported_children = (module.children() if isinstance(module, nn.Sequential)
+                                    else [module.block] if isinstance(module, MBConv) else [module.expand, module.refine])
+        for child in check_supported_children:
             check_supported(child)
+        return
+    if isinstance(module, nn.GELU):
+        if module.approximate != "none":
+            raise UnsupportedLayer("GELU with the tanh approximation")
+        return
+    if isinstance(module, nn.MaxPool2d):
+        if (module.padding not in (0, (0, 0)) or module.dilation not in (1, (1, 1)) or module.ceil_mode
+                or (module.stride or module.kernel_size) != module.kernel_size):
+            raise UnsupportedLayer("max-pooling other than non-overlapping windows without padding")
         return
     if isinstance(module, SqueezeExcitation):
         if not (isinstance(module.activation, nn.SiLU) and isinstance(module.scale_activation, nn.Sigmoid)):
@@ -50,7 +67,7 @@ def check_supported(module: nn.Module) -> None:
             raise UnsupportedLayer("adaptive average pooling to more than 1x1")
         return
     supported = (nn.Conv2d, PointwiseLinear, SmallDepthwise, nn.BatchNorm2d, nn.SiLU, nn.Sigmoid, nn.Flatten,
-                 nn.Linear) + _IDENTITY_IN_EVAL
+                 nn.Linear, MaxMeanPool) + _IDENTITY_IN_EVAL
     if not isinstance(module, supported):
         raise UnsupportedLayer(f"no backward rule for {type(module).__name__}")
 
@@ -58,6 +75,11 @@ def check_supported(module: nn.Module) -> None:
 def _bn_scale(norm: nn.BatchNorm2d) -> torch.Tensor:
     scale = torch.rsqrt(norm.running_var + norm.eps)
     return scale if norm.weight is None else scale * norm.weight
+
+
+def _gelu_derivative(x: torch.Tensor) -> torch.Tensor:
+    """d gelu(x)/dx for the exact (erf) GELU: Phi(x) + x * phi(x)."""
+    return 0.5 * (1 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
 
 
 def _silu_derivative(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -116,6 +138,20 @@ class GradientGraph(nn.Module):
         if isinstance(module, MBConv):
             y = self._forward(module.block, x, tape)
             return y + x if module.use_res_connect else y
+        if isinstance(module, ConvStage):
+            x = self._forward(module.expand, x, tape)
+            return x + self._forward(module.refine, x, tape)
+        if isinstance(module, nn.GELU):
+            tape.append(x)
+            return F.gelu(x)
+        if isinstance(module, nn.MaxPool2d):
+            y, indices = F.max_pool2d(x, module.kernel_size, module.stride, return_indices=True)
+            tape.append((indices, x))
+            return y
+        if isinstance(module, MaxMeanPool):
+            peak = x.amax(dim=(2, 3), keepdim=True)
+            tape.append((x, peak))
+            return torch.cat([peak.flatten(1), x.mean(dim=(2, 3))], dim=1)
         if isinstance(module, SqueezeExcitation):
             z1 = self._forward(module.fc1, x.mean(dim=(2, 3), keepdim=True), [])
             s1 = torch.sigmoid(z1)
@@ -167,6 +203,24 @@ class GradientGraph(nn.Module):
         if isinstance(module, MBConv):
             block_grad = self._backward(module.block, grad, tape)
             return block_grad + grad if module.use_res_connect else block_grad
+        if isinstance(module, ConvStage):
+            grad = grad + self._backward(module.refine, grad, tape)
+            return self._backward(module.expand, grad, tape)
+        if isinstance(module, nn.GELU):
+            return grad * _gelu_derivative(tape.pop())
+        if isinstance(module, nn.MaxPool2d):
+            indices, x = tape.pop()
+            # max_unpool2d, written as a scatter into the flattened input plane (the exporter cannot trace the
+            # output size max_unpool2d computes); `indices` index each channel's h*w positions
+            flat = torch.zeros_like(x).flatten(2).scatter(2, indices.flatten(2), grad.flatten(2))
+            return flat.reshape_as(x)
+        if isinstance(module, MaxMeanPool):
+            x, peak = tape.pop()
+            channels = x.shape[1]
+            grad_max, grad_mean = grad[:, :channels, None, None], grad[:, channels:, None, None]
+            at_peak = (x == peak).to(x.dtype)
+            shared = grad_max * at_peak / at_peak.sum(dim=(2, 3), keepdim=True)
+            return shared + grad_mean.expand_as(x) / (x.shape[2] * x.shape[3])
         if isinstance(module, SqueezeExcitation):
             x, z1, s1, gate = tape.pop()
             grad_gate = (grad * x).sum(dim=(2, 3), keepdim=True) * gate * (1 - gate)
