@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from flask import Request
+from werkzeug.http import parse_options_header
 
 from utils.errors import ImageTooLarge, InvalidImage, UnsupportedImageType
 
@@ -19,17 +20,67 @@ def safe_filename(name: str | None) -> str | None:
     return cleaned or None
 
 
+def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]] | None:
+    """The parts of a plainly formed multipart/form-data body as (headers, content), or None for anything else.
+
+    Werkzeug's parser compiles its regular expressions anew for every boundary, and every client picks a new
+    boundary per request: that cost about 1 ms of server CPU per upload here, a fifth of a 32x32 request. This
+    handles the form every HTTP client sends (no preamble, CRLF line ends, a closing delimiter); for anything
+    else it returns None and the caller uses werkzeug's parser, so unusual bodies get the same treatment as before.
+    Header names are lower-cased; values are decoded as Latin-1, as HTTP headers are.
+    """
+    if not boundary or len(boundary) > 200:
+        return None
+    delimiter = b"--" + boundary.encode("latin-1")
+    if not body.startswith(delimiter):
+        return None
+    parts = []
+    position = len(delimiter)
+    while True:
+        if body.startswith(b"--", position):
+            return parts if body[position + 2:].strip(b"\r\n") == b"" else None
+        if not body.startswith(b"\r\n", position):
+            return None
+        head_end = body.find(b"\r\n\r\n", position + 2)
+        if head_end < 0:
+            return None
+        headers = {}
+        for line in body[position + 2:head_end].split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name.strip():
+                return None
+            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+        content_start = head_end + 4
+        content_end = body.find(b"\r\n" + delimiter, content_start)
+        if content_end < 0:
+            return None
+        parts.append((headers, body[content_start:content_end]))
+        position = content_end + 2 + len(delimiter)
+
+
+def _multipart_files(request: Request, field: str) -> list[tuple[bytes, str | None]]:
+    """(content, raw file name) of every file in the multipart `field`, in order."""
+    parts = split_multipart(request.get_data(cache=True), request.mimetype_params.get("boundary", ""))
+    if parts is None:  # unusual framing: werkzeug's parser reads the cached body
+        return [(f.read(), f.filename) for f in request.files.getlist(field)]
+    files = []
+    for headers, content in parts:
+        disposition, options = parse_options_header(headers.get("content-disposition", ""))
+        if disposition == "form-data" and options.get("name") == field and "filename" in options:
+            files.append((content, options["filename"]))
+    return files
+
+
 def read_single_upload(request: Request, max_bytes: int) -> tuple[bytes, str | None]:
     """The image bytes of a /predict request and the client's (sanitised) file name."""
     content_type = (request.mimetype or "").lower()
     if content_type == "multipart/form-data":
-        files = request.files.getlist("image")
+        files = _multipart_files(request, "image")
         if not files:
             raise InvalidImage("no file in the multipart field 'image'")
         if len(files) > 1:
             raise InvalidImage("send one file to /api/predict, or several to /api/predict/batch")
-        data = files[0].read(max_bytes + 1)
-        name = safe_filename(files[0].filename)
+        data, name = files[0][0], safe_filename(files[0][1])
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
         data = request.get_data(cache=False)
         name = None
@@ -49,9 +100,9 @@ def read_batch_uploads(request: Request, max_files: int) -> list[tuple[bytes, st
     """All files in the multipart `image` fields of a /predict/batch request, in order."""
     if (request.mimetype or "").lower() != "multipart/form-data":
         raise InvalidImage("send files as multipart/form-data, each in a field named 'image'")
-    files = request.files.getlist("image")
+    files = _multipart_files(request, "image")
     if not files:
         raise InvalidImage("no files in the multipart field 'image'")
     if len(files) > max_files:
         raise InvalidImage(f"{len(files)} files sent; the limit is {max_files} per request")
-    return [(f.read(), safe_filename(f.filename)) for f in files]
+    return [(data, safe_filename(name)) for data, name in files]

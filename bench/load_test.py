@@ -449,7 +449,7 @@ def run_cell(server: GunicornServer, spec: BenchInput, clients: int, gradcam: bo
                     headers={"Content-Type": content_type, "Content-Length": str(len(body)),
                              "Accept": "application/json"},
                     warmup=args.warmup, warmup_timeout=args.ready_timeout, request_timeout=args.request_timeout,
-                    boundary=boundary)
+                    boundary="" if args.same_boundary else boundary)
     tickets = ctx.Value("q", 0)
     deadline = ctx.Value("d", float("inf"))
     go = ctx.Event()
@@ -606,6 +606,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--timeline", action="store_true", help="keep RSS samples over time in the JSON")
     parser.add_argument("--raw-latencies", action="store_true", help="keep every request's latency in the JSON")
+    parser.add_argument("--same-boundary", action="store_true",
+                        help="send one multipart boundary throughout instead of a fresh one per request (werkzeug "
+                             "then reuses its compiled parser; real clients do not)")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "bench" / "results" / "load.json"))
     return parser
 

@@ -1,0 +1,66 @@
+"""The fast multipart reader gives exactly what werkzeug's parser gives, and leaves unusual bodies to werkzeug."""
+import pytest
+from flask import Flask, request
+
+from backend.intake import _multipart_files, split_multipart
+
+B = "b0undary-42"
+JPEG = b"\xff\xd8\xff\xe0 not really a jpeg \r\n--b0undary-4 almost a delimiter \r\n\r\n\xff\xd9"
+
+
+def _part(headers: str, content: bytes) -> bytes:
+    return f"--{B}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+
+
+BODIES = {
+    "one file, as curl sends it": _part('Content-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+                                        "Content-Type: image/jpeg", JPEG) + f"--{B}--\r\n".encode(),
+    "a text field, then two files": (_part('Content-Disposition: form-data; name="note"', b"hello")
+                                     + _part('Content-Disposition: form-data; name="image"; filename="x.png"', b"1")
+                                     + _part('Content-Disposition: form-data; name="image"; filename="y.png"', JPEG)
+                                     + f"--{B}--".encode()),
+    "a non-ASCII file name (filename*)": _part("Content-Disposition: form-data; name=\"image\"; "
+                                               "filename*=UTF-8''caf%C3%A9.jpg", JPEG) + f"--{B}--\r\n".encode(),
+    "an empty file": _part('Content-Disposition: form-data; name="image"; filename="e.jpg"', b"")
+    + f"--{B}--\r\n".encode(),
+    "a field without a file name": _part('Content-Disposition: form-data; name="image"', JPEG)
+    + f"--{B}--\r\n".encode(),
+}
+UNUSUAL = {
+    "a preamble": b"preamble\r\n" + BODIES["one file, as curl sends it"],
+    "no closing delimiter": _part('Content-Disposition: form-data; name="image"; filename="a.jpg"', JPEG),
+    "bare LF line ends": BODIES["one file, as curl sends it"].replace(b"\r\n", b"\n"),
+    "a header line without a colon": _part('Content-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+                                           "garbage", JPEG) + f"--{B}--\r\n".encode(),
+}
+
+
+def _both_ways(body: bytes) -> tuple[list, list]:
+    """(our reader's files, werkzeug's files), each from its own request, since reading a file consumes it."""
+    app = Flask(__name__)
+    context = {"method": "POST", "data": body, "content_type": f'multipart/form-data; boundary="{B}"'}
+    with app.test_request_context("/", **context):
+        ours = _multipart_files(request, "image")
+    with app.test_request_context("/", **context):
+        theirs = [(f.read(), f.filename) for f in request.files.getlist("image")]
+    return ours, theirs
+
+
+@pytest.mark.parametrize("case", BODIES)
+def test_plain_bodies_are_read_exactly_as_werkzeug_reads_them(case):
+    assert split_multipart(BODIES[case], B) is not None, "this body should take the fast path"
+    ours, theirs = _both_ways(BODIES[case])
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("case", UNUSUAL)
+def test_unusual_bodies_are_left_to_werkzeug(case):
+    assert split_multipart(UNUSUAL[case], B) is None
+    ours, theirs = _both_ways(UNUSUAL[case])
+    assert ours == theirs
+
+
+def test_the_content_is_split_at_the_delimiter_not_at_lookalikes():
+    parts = split_multipart(BODIES["one file, as curl sends it"], B)
+    assert [content for _, content in parts] == [JPEG]
+    assert parts[0][0]["content-type"] == "image/jpeg"
