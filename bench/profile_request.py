@@ -38,6 +38,7 @@ from backend.detector import Detector  # noqa: E402
 from backend.settings import serving_settings  # noqa: E402
 from models import split_at_gradcam_layer  # noqa: E402
 from utils.calibration import p_fake_from_logits  # noqa: E402
+from utils.gradcam import GradCamExplainer  # noqa: E402
 from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg  # noqa: E402
 from utils.image_io import decode_image  # noqa: E402
 from utils.preprocessing import fit_to_input, normalize_batch  # noqa: E402
@@ -137,6 +138,13 @@ def profile(upload: bytes, detector: Detector, torch_forwards: dict, rates: dict
         timed(lambda: explainer.heatmap(layer_outputs[winner], target), repeats), 2 * suffix_flops / gflops * 1000,
         f"the layers after the explained one, forward and backward to their input: 2 x {suffix_flops / 1e6:.1f} "
         f"MFLOP at the matmul rate")
+    if explainer.runtime != "torch":  # the autograd path, for comparison
+        autograd = GradCamExplainer(split_at_gradcam_layer(detector.models[winner].metadata["arch"],
+                                                           detector.models[winner].model),
+                                    detector.models[winner].spec.input_size, runtime="torch")
+        add(f"Grad-CAM on the winner ({detector.models[winner].name}, PyTorch autograd, from its layer output)",
+            timed(lambda: autograd.heatmap(layer_outputs[winner], target), repeats), 2 * suffix_flops / gflops * 1000,
+            f"as above: 2 x {suffix_flops / 1e6:.1f} MFLOP at the matmul rate")
     heat = explainer.heatmap(layer_outputs[winner], target)
     rgb = display_image(decoded.image, detector.overlay_size)
     add(f"overlay image ({rgb.shape[1]}x{rgb.shape[0]}) + JPEG encode",

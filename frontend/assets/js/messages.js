@@ -9,7 +9,7 @@ const MODEL_NAMES = {
 
 const ARCH_DESCRIPTIONS = {
   artifact_cnn:
-    "A small convolutional network written for this project. It keeps full resolution in its first layers, " +
+    "A small convolutional network written for this project. Its first layer sees every pixel at full resolution, " +
     "where the fine pixel patterns that image generators leave behind are easiest to see.",
   efficientnet_b0:
     "EfficientNet-B0, a widely used image classifier, adapted to tiny 32×32 inputs and trained to tell " +
