@@ -69,7 +69,7 @@ report: $(STAMP)  ## docs/evaluation.md: FGSM, corruption and out-of-domain robu
 
 .PHONY: train-hardened
 
-train-hardened: $(STAMP)  ## FGSM fine-tuning of the shipped models into $(HARDENED)/ (2 epochs each, about 30 min on 2 CPU cores)
+train-hardened: $(STAMP)  ## FGSM fine-tuning of the shipped models into $(HARDENED)/ (2 epochs each, about 25 min on 2 CPU cores)
 	$(PY) train_cnn.py --init-from saved_models/cnn.pt --adversarial --epochs 2 --lr 0.0005 --warmup-epochs 0.2 --output $(HARDENED)/cnn.pt --run-dir runs/cnn-adv --resume
 	$(PY) train_efficientnet.py --init-from saved_models/efficientnet_b0.pt --adversarial --epochs 2 --lr 0.0005 --warmup-epochs 0.2 --output $(HARDENED)/efficientnet_b0.pt --run-dir runs/eff-adv --resume
 

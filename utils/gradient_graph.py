@@ -41,12 +41,22 @@ class UnsupportedLayer(NotImplementedError):
 _IDENTITY_IN_EVAL = (nn.Identity, nn.Dropout, StochasticDepth)
 
 
+def _container_children(module: nn.Module) -> list[nn.Module] | None:
+    """The sub-modules a container runs (in order), or None when `module` is not a container with a rule here."""
+    if isinstance(module, nn.Sequential):
+        return list(module.children())
+    if isinstance(module, MBConv):
+        return [module.block]
+    if isinstance(module, ConvStage):
+        return [module.expand, module.refine]
+    return None
+
+
 def check_supported(module: nn.Module) -> None:
     """Raise UnsupportedLayer unless every layer in `module` has a rule here."""
-    if isinstance(module, (nn.Sequential, MBConv, ConvStage)):
-        check_supported_children = (module.children() if isinstance(module, nn.Sequential)
-                                    else [module.block] if isinstance(module, MBConv) else [module.expand, module.refine])
-        for child in check_supported_children:
+    children = _container_children(module)
+    if children is not None:
+        for child in children:
             check_supported(child)
         return
     if isinstance(module, nn.GELU):
