@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from utils.checkpoint import git_commit, load_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.data import load_image_folder
 from utils.ensemble import ensemble_p_fake, ensemble_threshold
+from utils.entry_point import USER_ERRORS, run_entry_point
 from utils.errors import ModelUnavailable
 from utils.inference import predict_logits
 from utils.metrics import binary_metrics
@@ -154,8 +154,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ModelUnavailable, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_entry_point(main, (ModelUnavailable, *USER_ERRORS))

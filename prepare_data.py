@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from utils.config import load_config, project_path
 from utils.data_prep import prepare_dataset
+from utils.entry_point import USER_ERRORS, run_entry_point
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,8 +29,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_entry_point(main, (FileExistsError, *USER_ERRORS))

@@ -24,6 +24,7 @@ from utils.adversarial import parse_epsilon
 from utils.checkpoint import git_commit, utc_now
 from utils.config import PROJECT_ROOT, load_config, project_path
 from utils.ensemble import ensemble_threshold
+from utils.entry_point import USER_ERRORS, run_entry_point
 from utils.errors import ModelUnavailable
 from utils.report_markdown import render_report
 from utils.report_plots import plot_corruption_curves, plot_fgsm_accuracy
@@ -211,8 +212,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ModelUnavailable, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_entry_point(main, (ModelUnavailable, *USER_ERRORS))

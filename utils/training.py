@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from utils.calibration import choose_threshold, fit_temperature, p_fake_from_log
 from utils.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.data import ImageSet, load_image_folder, split_train_val
+from utils.entry_point import run_entry_point
 from utils.inference import autocast_context, bf16_is_fast, predict_logits
 from utils.metrics import binary_metrics
 from utils.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
@@ -389,8 +389,4 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
 
 def run_cli(model_key: str, description: str) -> None:
     """Entry point for the training scripts: user mistakes (bad folder, bad flag value) exit 2 with one line."""
-    try:
-        main(model_key, description=description)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_entry_point(lambda: main(model_key, description=description))
