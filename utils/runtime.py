@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from models import GradCamSplit
+from utils.gradient_graph import GradientGraph
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ class OnnxGradient:
 
     def __init__(self, suffix: nn.Module, example_layer_output: torch.Tensor, num_classes: int, threads: int) -> None:
         import onnxruntime  # noqa: F401  (fail early, before the export, when it is missing)
-
-        from utils.gradient_graph import GradientGraph
 
         gradient_graph = GradientGraph(suffix, example_layer_output[:1])
         graph = io.BytesIO()
