@@ -31,7 +31,10 @@ def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
     """
     if not boundary or len(boundary) > 200:
         return None
-    delimiter = b"--" + boundary.encode("latin-1")
+    try:
+        delimiter = b"--" + boundary.encode("latin-1")
+    except UnicodeEncodeError:  # an RFC 2231-encoded boundary parameter can decode to any text
+        return None
     if not body.startswith(delimiter):
         return None
     parts = []

@@ -224,3 +224,13 @@ def test_unexpected_errors_are_a_500_without_internals(app, monkeypatch):
     response = post_file(app.test_client(), images.jpeg())
     body = assert_error(response, 500, "internal_error")
     assert "secret" not in body["error"]["message"]
+
+
+def test_an_rfc_2231_encoded_boundary_gets_a_json_error_not_a_crash(client, cifake_test_sample):
+    """A boundary parameter that decodes to non-Latin-1 text once made the multipart reader raise (a 500)."""
+    image = sorted((cifake_test_sample / "FAKE").glob("*.jpg"))[0].read_bytes()
+    body = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n' + image + b"\r\n--x--\r\n"
+    response = client.post("/api/predict", data=body,
+                           content_type="multipart/form-data; boundary*=UTF-8''%E2%82%AC")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_image"

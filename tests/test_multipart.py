@@ -64,3 +64,7 @@ def test_the_content_is_split_at_the_delimiter_not_at_lookalikes():
     parts = split_multipart(BODIES["one file, as curl sends it"], B)
     assert [content for _, content in parts] == [JPEG]
     assert parts[0][0]["content-type"] == "image/jpeg"
+
+
+def test_a_boundary_outside_latin_1_is_left_to_werkzeug_not_an_error():
+    assert split_multipart(BODIES["one file, as curl sends it"], "caf\u00e9-\u20ac") is None
