@@ -68,8 +68,8 @@ def _multipart_files(request: Request, field: str) -> list[tuple[bytes, str | No
         return [(f.read(), f.filename) for f in request.files.getlist(field)]
     files = []
     for headers, content in parts:
-        disposition, options = parse_options_header(headers.get("content-disposition", ""))
-        if disposition == "form-data" and options.get("name") == field and "filename" in options:
+        _, options = parse_options_header(headers.get("content-disposition", ""))
+        if options.get("name") == field and "filename" in options:  # werkzeug ignores the disposition type too
             files.append((content, options["filename"]))
     return files
 
