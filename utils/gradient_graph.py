@@ -76,6 +76,8 @@ def check_supported(module: nn.Module) -> None:
         if module.output_size not in (1, (1, 1)):
             raise UnsupportedLayer("adaptive average pooling to more than 1x1")
         return
+    if isinstance(module, nn.Flatten) and module.start_dim != 1:
+        raise UnsupportedLayer("Flatten that merges the batch axis")
     supported = (nn.Conv2d, PointwiseLinear, SmallDepthwise, nn.BatchNorm2d, nn.SiLU, nn.Sigmoid, nn.Flatten,
                  nn.Linear, MaxMeanPool) + _IDENTITY_IN_EVAL
     if not isinstance(module, supported):
@@ -197,8 +199,6 @@ class GradientGraph(nn.Module):
             tape.append(tuple(x.shape[-2:]))
             return x.mean(dim=(2, 3), keepdim=True)
         if isinstance(module, nn.Flatten):
-            if module.start_dim != 1:
-                raise UnsupportedLayer("Flatten that merges the batch axis")
             tape.append(tuple(x.shape[1:]))
             return torch.flatten(x, module.start_dim, module.end_dim)
         if isinstance(module, nn.Linear):

@@ -111,8 +111,6 @@ class OnnxGradient:
     model whose layers it does not cover, and ImportError without ONNX Runtime.
     """
 
-    name = "onnxruntime"
-
     def __init__(self, suffix: nn.Module, example_layer_output: torch.Tensor, num_classes: int, threads: int) -> None:
         import onnxruntime  # noqa: F401  (fail early, before the export, when it is missing)
 
