@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -59,31 +61,42 @@ def _read_and_decode(chunk: list[Path], max_pixels: int) -> tuple[list, list[byt
     return decoded, raw, rows
 
 
+def _score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list[dict]:
+    """Read, decode and score one chunk; one flat row per path, in order."""
+    decoded, raw, rows = _read_and_decode(chunk, max_pixels)
+    names = [m.name for m in detector.models]
+    results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
+    for row in rows:
+        if "error" not in row:
+            result = next(results)
+            for name, model_result in zip(names, result["models"]):
+                row[f"p_fake_{name}"] = model_result["p_fake"]
+            row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
+                       uncertain=result["verdict"]["uncertain"])
+    return rows
+
+
 def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: int,
-          progress: bool = True) -> Iterator[dict]:
+          progress: bool = True, workers: int = 1) -> Iterator[dict]:
     """One flat row per path, in order.
 
-    The next chunk is read and decoded on a second thread while the models score the current one: decoding
-    holds the GIL only in part and the model runtime releases it, so the two overlap.
+    `workers` chunks are read, decoded and scored at once, each on its own thread. Decoding releases the GIL for
+    most of its work and the model runtimes release it while they run, so on a machine with that many cores the
+    chunks proceed in parallel; one single-threaded runtime call per core beat one call spread over all cores
+    (see the README's performance section). At most `workers + 1` chunks are in memory.
     """
-    names = [m.name for m in detector.models]
     chunks = list(_chunks(paths, batch_size))
     with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as reader:
-        pending = reader.submit(_read_and_decode, chunks[0], max_pixels) if chunks else None
-        for index in range(len(chunks)):
-            decoded, raw, rows = pending.result()
-            if index + 1 < len(chunks):
-                pending = reader.submit(_read_and_decode, chunks[index + 1], max_pixels)
-            results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
-            for row in rows:
-                if "error" not in row:
-                    result = next(results)
-                    for name, model_result in zip(names, result["models"]):
-                        row[f"p_fake_{name}"] = model_result["p_fake"]
-                    row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
-                               uncertain=result["verdict"]["uncertain"])
-                yield row
+            ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="score") as pool:
+        pending: deque[Future] = deque()
+        next_chunk = iter(chunks)
+        for chunk in islice(next_chunk, max(1, workers) + 1):
+            pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
+        while pending:
+            rows = pending.popleft().result()
+            for chunk in islice(next_chunk, 1):
+                pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
+            yield from rows
             bar.update(len(rows))
 
 
@@ -96,22 +109,27 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("paths", nargs="+", help="image files or folders")
     predict.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     predict.add_argument("--output", "-o", help="file to write (default: standard output)")
-    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--batch-size", type=int, default=128)
     predict.add_argument("--weights-dir", help="default: saved_models/")
-    predict.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    predict.add_argument("--threads", type=int, default=None, help="CPU threads in all (default: all cores)")
+    predict.add_argument("--workers", type=int, default=None,
+                         help="batches scored at once, each on its own thread; the runtimes get threads/workers "
+                              "threads each (default: as many as --threads)")
     predict.add_argument("--runtime", choices=("onnxruntime", "torch"), default=None,
                          help="forward-pass runtime (default: config serving.runtime)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    threads = max(1, args.threads or os.cpu_count() or 1)
+    workers = max(1, args.workers or threads)
+    runtime_threads = max(1, threads // workers)
+    torch.set_num_threads(runtime_threads)
 
     overrides = {key: value for key, value in (("weights_dir", args.weights_dir), ("runtime", args.runtime)) if value}
     settings = serving_settings(overrides)
     try:
         detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
-                                             runtime=settings["runtime"], threads=threads, explanations=False,
+                                             runtime=settings["runtime"], threads=runtime_threads, explanations=False,
                                              uncertain_band=settings["uncertain_band"])
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)
@@ -127,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
         if writer:
             writer.writeheader()
-        for row in score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet):
+        for row in score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet,
+                         workers=workers):
             failures += "error" in row
             if writer:
                 writer.writerow(row)

@@ -8,6 +8,7 @@ import torch
 
 from models import build_model
 from utils.checkpoint import save_checkpoint
+from utils.config import load_config
 from utils.preprocessing import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,7 +44,8 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
     cnn_args = {"widths": [8, 8, 16, 16]}
     cnn = build_model("artifact_cnn", **cnn_args)
     save_checkpoint(folder / "cnn.pt", cnn, tiny_metadata("cnn", "artifact_cnn", cnn_args, cnn.gradcam_layer))
-    effnet = build_model("efficientnet_b0")
+    effnet_args = load_config()["models"]["efficientnet"]["arch_args"]  # as shipped: upsampled input
+    effnet = build_model("efficientnet_b0", **effnet_args)
     save_checkpoint(folder / "efficientnet_b0.pt", effnet,
-                    tiny_metadata("efficientnet", "efficientnet_b0", {}, effnet.gradcam_layer))
+                    tiny_metadata("efficientnet", "efficientnet_b0", effnet_args, effnet.gradcam_layer))
     return folder

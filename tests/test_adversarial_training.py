@@ -79,3 +79,29 @@ def test_plain_training_records_no_adversarial_settings(tiny_config, tmp_path):
     _, metadata = load_checkpoint(output)
     assert metadata["training"]["adversarial"] is None
     assert "adversarial" not in metadata["training"]["hyperparameters"]
+
+
+def test_init_from_moves_a_model_to_a_new_input_size_and_records_where_it_came_from(tiny_config, tiny_weights_dir,
+                                                                                      tmp_path):
+    """Fine-tuning at another resolution: the weights fit any input size, so only the architecture must match."""
+    config = yaml.safe_load(tiny_config.read_text())
+    config["models"]["cnn"]["input_size"] = 48
+    config["models"]["cnn"]["arch_args"]["dropout"] = 0.3  # no weights: may differ
+    tiny_config.write_text(yaml.safe_dump(config))
+    output = train_main("cnn", ["--config", str(tiny_config), "--output", str(tmp_path / "cnn.pt"),
+                                "--run-dir", str(tmp_path / "run"), "--threads", "1", "--precision", "fp32",
+                                "--limit", "32", "--init-from", str(tiny_weights_dir / "cnn.pt")])
+    _, metadata = load_checkpoint(output)
+    assert metadata["input_size"] == 48
+    assert metadata["training"]["init_from"]["input_size"] == 32
+    assert metadata["training"]["init_from"]["arch_args"] == TINY_CNN_ARGS
+
+
+def test_init_from_refuses_weights_of_another_shape(tiny_config, tiny_weights_dir, tmp_path):
+    config = yaml.safe_load(tiny_config.read_text())
+    config["models"]["cnn"]["arch_args"]["widths"] = [8, 8, 16, 32]
+    tiny_config.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="do not fit"):
+        train_main("cnn", ["--config", str(tiny_config), "--output", str(tmp_path / "cnn.pt"),
+                           "--run-dir", str(tmp_path / "run"), "--threads", "1", "--limit", "32",
+                           "--init-from", str(tiny_weights_dir / "cnn.pt")])

@@ -4,6 +4,7 @@ import io
 import pytest
 
 from backend import create_app
+from utils.config import load_config
 
 
 @pytest.fixture(scope="module")
@@ -14,9 +15,10 @@ def client():
 def test_shipped_models_load_and_report_their_metrics(client):
     body = client.get("/api/models").get_json()
     assert [m["name"] for m in body["models"]] == ["cnn", "efficientnet"]
-    for model in body["models"]:
+    configured = load_config()["models"]
+    for model, key in zip(body["models"], ["cnn", "efficientnet"]):
         assert model["metrics"]["test"]["accuracy"] > 0.9
-        assert model["input_size"] == 32 and model["temperature"] > 0
+        assert model["input_size"] == configured[key]["input_size"] and model["temperature"] > 0
 
 
 def test_ensemble_verdicts_are_right_on_committed_cifake_images(client, cifake_test_sample):
@@ -38,5 +40,6 @@ def test_heatmap_explains_the_predicted_class_of_the_winning_model(client, cifak
     winner = max(body["models"], key=lambda m: m["confidence"])
     assert body["explanation"]["model"] == winner["name"] and body["explanation"]["target"] == winner["label"]
     heat = body["explanation"]["heatmap"]
-    assert heat["width"] == heat["height"] == 32
+    input_size = {m["name"]: m["input_size"] for m in client.get("/api/models").get_json()["models"]}
+    assert heat["width"] == heat["height"] == input_size[winner["name"]]
     assert max(max(row) for row in heat["values"]) > 0

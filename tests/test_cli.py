@@ -47,3 +47,13 @@ def test_batched_scores_equal_one_at_a_time_scores(tiny_weights_dir, cifake_test
 def test_missing_weights_exit_2_with_a_message(tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--weights-dir", str(tmp_path / "none"), "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_parallel_workers_give_the_same_rows_in_the_same_order(tiny_weights_dir, cifake_test_sample, tmp_path):
+    outputs = []
+    for workers in ("1", "3"):
+        output = tmp_path / f"w{workers}.jsonl"
+        main(["predict", str(cifake_test_sample), "--weights-dir", str(tiny_weights_dir), "--output", str(output),
+              "--batch-size", "7", "--threads", "1", "--workers", workers, "--quiet"])
+        outputs.append([json.loads(line) for line in output.read_text().splitlines()])
+    assert len(outputs[0]) == 200 and outputs[0] == outputs[1]

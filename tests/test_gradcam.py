@@ -18,10 +18,15 @@ def _hook_count(model: torch.nn.Module) -> int:
                for m in model.modules())
 
 
-def _model(arch: str, first_stage_stride: int = 2) -> torch.nn.Module:
+def _model(arch: str, variant: int | None = None) -> torch.nn.Module:
+    """A small CNN (variant: its first stage's stride, 2 as shipped) or EfficientNet-B0 (variant: its input
+    upsampling, 2 as shipped)."""
     torch.manual_seed(0)
-    cnn_args = {"widths": [8, 8, 16, 16], "first_stage_stride": first_stage_stride}
-    model = build_model(arch, **(cnn_args if arch == "artifact_cnn" else {})).eval()
+    if arch == "artifact_cnn":
+        args = {"widths": [8, 8, 16, 16], "first_stage_stride": variant or 2}
+    else:
+        args = {"upsample": variant or 2}
+    model = build_model(arch, **args).eval()
     with torch.no_grad():
         head = model.head[1] if arch == "artifact_cnn" else model.classifier[1]
         head.weight.normal_()  # a non-zero head, so gradients (and the map) are not all zero
@@ -35,13 +40,13 @@ def _explainer_and_layer_output(model: torch.nn.Module, arch: str, x: torch.Tens
     return GradCamExplainer(split, x.shape[-1], runtime), layer_output
 
 
-@pytest.mark.parametrize("arch, first_stage_stride, runtime, used", [
+@pytest.mark.parametrize("arch, variant, runtime, used", [
     ("artifact_cnn", 2, "torch", "torch"), ("artifact_cnn", 1, "torch", "torch"),
     ("artifact_cnn", 2, "onnxruntime", "onnxruntime"), ("artifact_cnn", 1, "onnxruntime", "onnxruntime"),
-    ("efficientnet_b0", None, "torch", "torch"), ("efficientnet_b0", None, "onnxruntime", "onnxruntime")])
-def test_heatmap_from_the_layer_output_equals_grad_cam_run_on_the_whole_model(arch, first_stage_stride, runtime,
-                                                                               used):
-    model = _model(arch, first_stage_stride)
+    ("efficientnet_b0", 2, "torch", "torch"), ("efficientnet_b0", 2, "onnxruntime", "onnxruntime"),
+    ("efficientnet_b0", 1, "torch", "torch"), ("efficientnet_b0", 1, "onnxruntime", "onnxruntime")])
+def test_heatmap_from_the_layer_output_equals_grad_cam_run_on_the_whole_model(arch, variant, runtime, used):
+    model = _model(arch, variant)
     x = torch.randn(1, 3, 32, 32)
     explainer, layer_output = _explainer_and_layer_output(model, arch, x, runtime)
     assert explainer.runtime == used

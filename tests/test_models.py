@@ -78,3 +78,34 @@ def test_stride_two_layout_costs_a_quarter_of_the_full_resolution_one():
 def test_custom_cnn_refuses_an_unsupported_stride():
     with pytest.raises(ValueError, match="first_stage_stride"):
         build_model("artifact_cnn", first_stage_stride=4)
+
+
+def test_upsampled_efficientnet_is_torchvisions_network_behind_a_weightless_2x_upsampling():
+    """The shipped EfficientNet-B0 sees a 32 px image upsampled 2x: same weights as torchvision's B0, an 8x8
+    Grad-CAM map at 32 px instead of 4x4, and the same output as torchvision's B0 run on the upsampled image."""
+    from torch.nn import functional as F
+    from torchvision.models import efficientnet_b0
+
+    torch.manual_seed(0)
+    model = build_model("efficientnet_b0", upsample=2).eval()
+    plain = efficientnet_b0(weights=None, num_classes=2).eval()
+    plain.load_state_dict(model.state_dict())  # strict: the upsampling adds no weights
+    seen = {}
+    model.get_submodule(model.gradcam_layer).register_forward_hook(lambda _m, _i, o: seen.update(shape=o.shape))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        out = model(x)
+        reference = plain(F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False))
+    assert seen["shape"][-2:] == (8, 8)
+    assert torch.allclose(out, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, factor", [((2, 3, 32, 32), 2), ((1, 3, 20, 48), 2), ((1, 1, 7, 5), 3)])
+def test_input_upsampling_matrices_reproduce_pytorch_bicubic(shape, factor):
+    from torch.nn import functional as F
+
+    from models.efficientnet import InputUpsample
+
+    x = torch.randn(*shape)
+    expected = F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)
+    assert torch.allclose(InputUpsample(factor)(x), expected, atol=1e-5)

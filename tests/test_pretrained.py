@@ -6,13 +6,14 @@ from torchvision.models import efficientnet_b0
 from models import build_model, load_imagenet_weights
 
 
-def test_local_imagenet_file_fills_the_backbone_and_keeps_our_head(tmp_path):
+@pytest.mark.parametrize("upsample", [2, 1])
+def test_local_imagenet_file_fills_the_backbone_and_keeps_our_head(tmp_path, upsample):
     torch.manual_seed(1)
     imagenet_like = efficientnet_b0(weights=None, num_classes=1000)
     path = tmp_path / "efficientnet_b0_imagenet.pth"
     torch.save(imagenet_like.state_dict(), path)
 
-    model = build_model("efficientnet_b0")
+    model = build_model("efficientnet_b0", upsample=upsample)
     head_before = model.classifier[1].weight.clone()
     load_imagenet_weights(model, str(path))
 

@@ -207,21 +207,31 @@ def _limit_per_class(labels: torch.Tensor, indices: np.ndarray, limit: int, seed
 
 
 def initialise_from_checkpoint(model: nn.Module, path: str, model_cfg: dict, spec: PreprocessSpec) -> dict:
-    """Load a detector checkpoint's weights into `model`; it must describe the same network and preprocessing.
+    """Load a detector checkpoint's weights into `model`: the same architecture and normalisation, and weights of
+    the same shapes.
+
+    Arguments that leave the weights' shapes alone may differ (dropout, EfficientNet's input upsampling), and so
+    may the input size, since both networks end in global pooling: fine-tuning is how a model moves to a new
+    resolution without training from scratch.
 
     Returns a summary of where the weights came from, stored in the new checkpoint's training metadata so the
     total training time and lineage stay visible.
     """
     source, metadata = load_checkpoint(path)
-    expected = {"arch": model_cfg["arch"], "arch_args": model_cfg["arch_args"], **spec.to_metadata()}
+    expected = {"arch": model_cfg["arch"], "mean": list(spec.mean), "std": list(spec.std)}
     found = {key: metadata.get(key) for key in expected}
     if json.dumps(found, sort_keys=True) != json.dumps(expected, sort_keys=True):
         raise ValueError(f"--init-from {path}: its model {found} differs from the configured {expected}")
-    model.load_state_dict(source.state_dict())
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise ValueError(f"--init-from {path}: its weights do not fit the configured {model_cfg['arch']} "
+                         f"{model_cfg['arch_args']} (it has {metadata.get('arch_args')})") from None
     training = metadata.get("training") or {}
     previous = training.get("total_train_seconds", training.get("train_seconds", 0.0))
     return {"file": Path(path).name, "git_commit": metadata.get("git_commit"),
             "created_at": metadata.get("created_at"), "epochs_run": training.get("epochs_run"),
+            "arch_args": metadata.get("arch_args"), "input_size": metadata.get("input_size"),
             "total_train_seconds": previous}
 
 
