@@ -588,8 +588,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="comma-separated client counts (default 1,4)")
     parser.add_argument("--modes", type=lambda v: _csv(v, MODES), default=list(MODES),
                         help="comma-separated subset of gradcam,no-gradcam")
-    parser.add_argument("--requests", type=int, default=400, help="measured requests per cell, all clients (400)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per cell at most (15)")
+    # A cell of 400 requests lasted about a second at full load, too short to average out this shared machine's
+    # noise; 3,000 requests or 10 s per cell keeps the whole run to a few minutes.
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per cell, all clients (3000)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell at most (10)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up requests per client before each cell (3)")
     parser.add_argument("--soak", type=int, default=10000,
                         help="soak requests (cifake32, no Grad-CAM, 4 clients); 0 skips it (10000)")

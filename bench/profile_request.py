@@ -1,7 +1,7 @@
 """Per-stage profile of one /api/predict request, in-process, with the floor each stage could reach on this CPU.
 
     python bench/profile_request.py [--output bench/results/profile.json] [--repeats 200] [--threads 1]
-                                    [--markdown docs/performance.md]
+                                    [--markdown docs/performance.md] [--weights-dir saved_models]
 
 Each stage of the request path is timed on its own (median of --repeats runs after a warm-up), for two uploads: a
 32x32 CIFAKE JPEG and a 2048x1536 JPEG. The forward passes are timed in both runtimes (ONNX Runtime, which serves,
@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads, as in one gunicorn worker")
     parser.add_argument("--markdown", help="also write the tables as a Markdown page (e.g. docs/performance.md)")
+    parser.add_argument("--weights-dir", help="profile the checkpoints in this folder (default: saved_models/)")
     args = parser.parse_args(argv)
 
     rates = machine_rates(args.threads)
-    settings = serving_settings()
+    settings = serving_settings({"weights_dir": args.weights_dir} if args.weights_dir else None)
     detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"], runtime="onnxruntime",
                                          threads=args.threads, overlay_size=settings["overlay_size"])
     torch.set_num_threads(args.threads)
