@@ -51,6 +51,8 @@ class InputUpsample(nn.Module):
         self._matrices: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def _matrix(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        # Built once per size, dtype and device (two threads may both build one; they build the same matrix). An
+        # ONNX export records the matrices of the example's size as constants: only the batch axis is dynamic.
         key = (size, like.dtype, like.device)
         if key not in self._matrices:
             # a normal tensor even when first needed under inference_mode, so autograd (FGSM, Grad-CAM) can use it
@@ -67,7 +69,7 @@ class InputUpsample(nn.Module):
         return f"factor={self.factor}"
 
 
-class UpsampledEfficientNet(EfficientNet):
+class EfficientNetWithInputUpsample(EfficientNet):
     """torchvision's EfficientNet, unchanged, behind a fixed input upsampling.
 
     EfficientNet-B0's stem has stride 2 and its last stages are 2x2 and 1x1 on a 32 px CIFAKE image. Upsampling
@@ -89,9 +91,10 @@ def build_efficientnet_b0(num_classes: int = 2, dropout: float = 0.2, upsample: 
     """EfficientNet-B0 from torchvision, randomly initialised, with a `num_classes` head, upsampling its input
     `upsample` times first (1: none, the plain torchvision network)."""
     # torchvision's own B0 configuration (what torchvision.models.efficientnet_b0 builds), in a subclass that
-    # only adds the upsampling in front.
+    # only adds the upsampling in front. _efficientnet_conf is torchvision-private (pinned in requirements.txt);
+    # tests/test_models.py loads this model's state dict strictly into torchvision's efficientnet_b0.
     setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
-    model = UpsampledEfficientNet(setting, dropout, upsample=upsample, last_channel=last_channel,
+    model = EfficientNetWithInputUpsample(setting, dropout, upsample=upsample, last_channel=last_channel,
                                   num_classes=num_classes)
     # torchvision scales the head's init by 1/sqrt(num_classes): with 2 classes the first logits are large and
     # early training is unstable, so start the head near zero instead.
@@ -102,7 +105,7 @@ def build_efficientnet_b0(num_classes: int = 2, dropout: float = 0.2, upsample: 
     return model
 
 
-def split_efficientnet_b0(model: UpsampledEfficientNet) -> tuple[nn.Module, nn.Module]:
+def split_efficientnet_b0(model: EfficientNetWithInputUpsample) -> tuple[nn.Module, nn.Module]:
     """(input upsampling and features up to the Grad-CAM layer, the rest), mirroring the model's forward."""
     cut = int(EFFICIENTNET_GRADCAM_LAYER.split(".")[1]) + 1
     return (nn.Sequential(model.input_upsample, model.features[:cut]),

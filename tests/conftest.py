@@ -44,7 +44,7 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
     cnn_args = {"widths": [8, 8, 16, 16]}
     cnn = build_model("artifact_cnn", **cnn_args)
     save_checkpoint(folder / "cnn.pt", cnn, tiny_metadata("cnn", "artifact_cnn", cnn_args, cnn.gradcam_layer))
-    effnet_args = load_config()["models"]["efficientnet"]["arch_args"]  # as shipped: upsampled input
+    effnet_args = load_config()["models"]["efficientnet"]["arch_args"]  # the configured (shipped) arguments
     effnet = build_model("efficientnet_b0", **effnet_args)
     save_checkpoint(folder / "efficientnet_b0.pt", effnet,
                     tiny_metadata("efficientnet", "efficientnet_b0", effnet_args, effnet.gradcam_layer))

@@ -1,9 +1,22 @@
 """`python -m backend.cli predict`: files and folders in, one JSONL/CSV row per image out."""
 import csv
 import json
+import os
+import threading
 
-from backend.cli import main
+import pytest
+import torch
+
+from backend.cli import main, score
 from tests import images
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """main() sets torch's process-wide thread count; later tests must not inherit --threads 1."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_scores_a_folder_to_jsonl_in_sorted_order(tiny_weights_dir, cifake_test_sample, tmp_path):
@@ -53,7 +66,60 @@ def test_parallel_workers_give_the_same_rows_in_the_same_order(tiny_weights_dir,
     outputs = []
     for workers in ("1", "3"):
         output = tmp_path / f"w{workers}.jsonl"
-        main(["predict", str(cifake_test_sample), "--weights-dir", str(tiny_weights_dir), "--output", str(output),
-              "--batch-size", "7", "--threads", "1", "--workers", workers, "--quiet"])
+        # --threads 1 both times: every runtime call is single-threaded, so the scores match to the last bit
+        code = main(["predict", str(cifake_test_sample), "--weights-dir", str(tiny_weights_dir), "--output",
+                     str(output), "--batch-size", "7", "--threads", "1", "--workers", workers, "--quiet"])
+        assert code == 0
         outputs.append([json.loads(line) for line in output.read_text().splitlines()])
-    assert len(outputs[0]) == 200 and outputs[0] == outputs[1]
+    assert len(outputs[0]) == 200 and all("p_fake" in row for row in outputs[0])
+    assert outputs[0] == outputs[1]
+
+
+def _counting_predict(monkeypatch, on_call):
+    """Patch Detector.predict to count calls and run `on_call(n)` before scoring the n-th chunk."""
+    from backend.detector import Detector
+
+    calls = []
+    real_predict = Detector.predict
+
+    def predict(self, *args, **kwargs):
+        calls.append(1)
+        on_call(len(calls))
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "predict", predict)
+    return calls
+
+
+def test_a_failing_chunk_ends_the_run_without_scoring_the_rest(tiny_weights_dir, cifake_test_sample, monkeypatch):
+    def fail_second(n):
+        if n == 2:
+            raise RuntimeError("chunk failed")
+
+    calls = _counting_predict(monkeypatch, fail_second)
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        main(["predict", str(cifake_test_sample), "--weights-dir", str(tiny_weights_dir), "--output", os.devnull,
+              "--batch-size", "5", "--threads", "1", "--workers", "1", "--quiet"])
+    assert len(calls) <= 3, f"{len(calls)} of 40 chunks were scored"
+
+
+def test_stopping_early_cancels_the_chunks_not_started(tiny_weights_dir, cifake_test_sample, monkeypatch):
+    from backend.detector import Detector
+
+    release = threading.Event()
+    calls = _counting_predict(monkeypatch, lambda n: release.wait(5) if n == 2 else None)
+    detector = Detector.from_weights_dir(tiny_weights_dir, {"cnn": "cnn.pt", "efficientnet": "efficientnet_b0.pt"},
+                                         runtime="torch", threads=1, explanations=False)
+    paths = sorted((cifake_test_sample / "REAL").glob("*.jpg"))[:20]
+    rows = score(paths, detector, batch_size=5, max_pixels=10**8, progress=False, workers=1)
+    next(rows)  # chunk 1 done; chunk 2 is being scored (held), chunk 3 waits in the queue
+    threading.Timer(0.3, release.set).start()
+    rows.close()
+    assert len(calls) == 2, "the queued chunk must be cancelled, not scored"
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--threads"])
+def test_worker_and_thread_counts_below_one_are_usage_errors(flag, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(tmp_path), flag, "0"])
+    assert exit_info.value.code == 2

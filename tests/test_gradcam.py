@@ -20,12 +20,12 @@ def _hook_count(model: torch.nn.Module) -> int:
 
 def _model(arch: str, variant: int | None = None) -> torch.nn.Module:
     """A small CNN (variant: its first stage's stride, 2 as shipped) or EfficientNet-B0 (variant: its input
-    upsampling, 2 as shipped)."""
+    upsampling factor, 1 as shipped)."""
     torch.manual_seed(0)
     if arch == "artifact_cnn":
         args = {"widths": [8, 8, 16, 16], "first_stage_stride": variant or 2}
     else:
-        args = {"upsample": variant or 2}
+        args = {"upsample": variant or 1}
     model = build_model(arch, **args).eval()
     with torch.no_grad():
         head = model.head[1] if arch == "artifact_cnn" else model.classifier[1]

@@ -81,8 +81,8 @@ def test_custom_cnn_refuses_an_unsupported_stride():
 
 
 def test_upsampled_efficientnet_is_torchvisions_network_behind_a_weightless_2x_upsampling():
-    """The shipped EfficientNet-B0 sees a 32 px image upsampled 2x: same weights as torchvision's B0, an 8x8
-    Grad-CAM map at 32 px instead of 4x4, and the same output as torchvision's B0 run on the upsampled image."""
+    """`upsample: 2` (an option; the shipped model has none): the same weights as torchvision's B0, an 8x8 Grad-CAM
+    map at 32 px instead of 4x4, and the same output as torchvision's B0 run on the upsampled image."""
     from torch.nn import functional as F
     from torchvision.models import efficientnet_b0
 

@@ -19,7 +19,7 @@ from utils.image_io import decode_image
 from utils.runtime import OnnxForward, TorchForward, build_forward
 
 # Both layouts of the custom CNN: stride 2 (shipped) and stride 1 (older checkpoints, still loadable); EfficientNet-B0
-# with its input upsampled 2x (shipped) and without (older checkpoints).
+# as shipped and with the optional 2x input upsampling.
 VARIANTS = {"artifact_cnn": ("artifact_cnn", {"widths": [8, 8, 16, 16], "first_stage_stride": 2}),
             "artifact_cnn-stride1": ("artifact_cnn", {"widths": [8, 8, 16, 16], "first_stage_stride": 1}),
             "efficientnet_b0": ("efficientnet_b0", {}),

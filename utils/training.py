@@ -224,9 +224,10 @@ def initialise_from_checkpoint(model: nn.Module, path: str, model_cfg: dict, spe
         raise ValueError(f"--init-from {path}: its model {found} differs from the configured {expected}")
     try:
         model.load_state_dict(source.state_dict())
-    except RuntimeError:
+    except RuntimeError as error:
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
         raise ValueError(f"--init-from {path}: its weights do not fit the configured {model_cfg['arch']} "
-                         f"{model_cfg['arch_args']} (it has {metadata.get('arch_args')})") from None
+                         f"{model_cfg['arch_args']} (it has {metadata.get('arch_args')}): {detail}") from None
     training = metadata.get("training") or {}
     previous = training.get("total_train_seconds", training.get("train_seconds", 0.0))
     return {"file": Path(path).name, "git_commit": metadata.get("git_commit"),
