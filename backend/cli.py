@@ -14,8 +14,8 @@ import logging
 import os
 import sys
 from collections import deque
-from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from itertools import islice
 from pathlib import Path
 from typing import Iterator

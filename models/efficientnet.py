@@ -95,7 +95,7 @@ def build_efficientnet_b0(num_classes: int = 2, dropout: float = 0.2, upsample: 
     # tests/test_models.py loads this model's state dict strictly into torchvision's efficientnet_b0.
     setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
     model = EfficientNetWithInputUpsample(setting, dropout, upsample=upsample, last_channel=last_channel,
-                                  num_classes=num_classes)
+                                          num_classes=num_classes)
     # torchvision scales the head's init by 1/sqrt(num_classes): with 2 classes the first logits are large and
     # early training is unstable, so start the head near zero instead.
     head = model.classifier[-1]

@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import threading
+import time
 
 import pytest
 import torch
@@ -112,7 +113,10 @@ def test_stopping_early_cancels_the_chunks_not_started(tiny_weights_dir, cifake_
                                          runtime="torch", threads=1, explanations=False)
     paths = sorted((cifake_test_sample / "REAL").glob("*.jpg"))[:20]
     rows = score(paths, detector, batch_size=5, max_pixels=10**8, progress=False, workers=1)
-    next(rows)  # chunk 1 done; chunk 2 is being scored (held), chunk 3 waits in the queue
+    next(rows)  # chunk 1 done; chunk 2 goes to the worker (and is held there), chunk 3 waits in the queue
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     threading.Timer(0.3, release.set).start()
     rows.close()
     assert len(calls) == 2, "the queued chunk must be cancelled, not scored"
