@@ -241,7 +241,9 @@ class GradientGraph(nn.Module):
             input_hw = tape.pop()
             if input_hw == module.input_hw:  # maps[c] is (output positions x input positions): use its transpose
                 n, c = grad.shape[:2]
-                flat = (module.maps * grad.reshape(n, c, -1, 1)).sum(dim=-2)
+                # summed over the last axis: ONNX Runtime's ReduceSum took ~40 us a call over the middle axis here
+                # and ~6 us over the last (the transposed constant is folded at load)
+                flat = (module.maps.transpose(-1, -2) * grad.reshape(n, c, 1, -1)).sum(dim=-1)
                 return flat.reshape(n, c, *input_hw)
             return _conv_input_gradient(module.conv, grad, input_hw)
         if isinstance(module, PointwiseLinear):
