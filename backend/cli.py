@@ -175,5 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def exit_without_teardown(code: int) -> None:
+    """End the process once everything is written, skipping the interpreter's teardown.
+
+    Unloading torch and its libraries at exit took 0.8-0.9 s here, a fifth of the command's start-up cost on a
+    CIFAKE-sized batch. The rows are written and closed by now; the standard streams and logs are flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

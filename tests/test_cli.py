@@ -2,14 +2,19 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from backend.cli import main, score
 from tests import images
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +132,19 @@ def test_worker_and_thread_counts_below_one_are_usage_errors(flag, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", str(tmp_path), flag, "0"])
     assert exit_info.value.code == 2
+
+
+def test_the_command_writes_every_row_and_its_exit_status_before_it_skips_teardown(tiny_weights_dir, tmp_path):
+    """`python -m backend.cli` ends with os._exit; rows, the summary on stderr and the status must all survive."""
+    (tmp_path / "in").mkdir()
+    for index in range(3):
+        (tmp_path / "in" / f"{index}.jpg").write_bytes(images.jpeg())
+    (tmp_path / "in" / "broken.jpg").write_bytes(images.TEXT)
+    output = tmp_path / "scores.jsonl"
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "predict", str(tmp_path / "in"), "--weights-dir",
+                           str(tiny_weights_dir), "--output", str(output), "--quiet"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert done.returncode == 1
+    assert len(rows) == 4 and sum("error" in row for row in rows) == 1
+    assert "1 of 4 files could not be scored" in done.stderr
