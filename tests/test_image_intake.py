@@ -93,3 +93,17 @@ def test_large_jpegs_decode_at_the_smallest_dct_scale_that_keeps_256_px(size, de
     decoded = decode_image(images.jpeg(*size))
     assert decoded.image.size == decoded_size
     assert (decoded.width, decoded.height) == size, "the reported size is the upload's own"
+
+
+@pytest.mark.parametrize("size, decoded", [((2048, 1536), (256, 192)), ((1001, 777), (501, 389)),
+                                           ((600, 300), (300, 150)), ((500, 300), (500, 300))])
+def test_large_jpegs_decode_at_the_largest_dct_reduction_that_keeps_256_px(size, decoded):
+    """Draft mode: the longer side stays at least 256 px; odd sizes get the same reduction as even ones."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buffer, "JPEG")
+    image = decode_image(buffer.getvalue())
+    assert image.image.size == decoded and (image.width, image.height) == size

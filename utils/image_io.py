@@ -107,7 +107,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             if fmt == "JPEG":
                 scale = _draft_scale(width, height)
                 if scale > 1:
-                    image.draft("RGB", (-(-width // scale), -(-height // scale)))
+                    # PIL picks the reduction from original // requested size: rounding up would halve it
+                    # for odd sizes (1001 // 501 == 1)
+                    image.draft("RGB", (width // scale, height // scale))
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)
