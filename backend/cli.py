@@ -95,7 +95,7 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
     and scored, and one more waits its turn. When the caller stops early or a chunk fails, chunks not yet started
     are cancelled.
     """
-    chunks = iter(list(_chunks(paths, batch_size)))
+    chunks = _chunks(paths, batch_size)
     workers = max(1, workers)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score")
     pending: deque[Future] = deque()
@@ -105,7 +105,8 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
                 pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
             while pending:
                 rows = pending.popleft().result()
-                for chunk in islice(chunks, 1):
+                chunk = next(chunks, None)
+                if chunk is not None:
                     pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
                 yield from rows
                 bar.update(len(rows))

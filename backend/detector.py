@@ -82,6 +82,7 @@ class Detector:
         cores). `explanations=False` skips building the Grad-CAM graphs (batch scoring starts faster); `predict`
         then refuses `explain=True`.
         """
+        threads = threads or os.cpu_count() or 1
         loaded = []
         for name, file in model_files.items():
             model, metadata = load_checkpoint(Path(weights_dir) / Path(file).name)
@@ -93,7 +94,7 @@ class Detector:
                 # imported here: pytorch-grad-cam and its dependencies add a second to the start of code that
                 # only scores (the batch CLI)
                 from utils.gradcam import GradCamExplainer
-                explainer = GradCamExplainer(split, spec.input_size, runtime, threads or os.cpu_count() or 1)
+                explainer = GradCamExplainer(split, spec.input_size, runtime, threads)
             loaded.append(LoadedModel(name=metadata["name"], model=model, metadata=metadata, spec=spec,
                                       forward=build_forward(split, spec.input_size, runtime, threads),
                                       explainer=explainer))

@@ -35,13 +35,12 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from bench.common import (PROJECT_ROOT, fmt, git_info, kib_to_mib, machine_info, markdown_table, utc_now,
                           write_json)
+from utils.data import IMAGE_SUFFIXES  # the suffixes the CLI scores in a folder
 
 log = logging.getLogger("bench.cli_batch")
 
 DEFAULT_PATH = "data/cifake/test"
 CIFAKE_TEST_IMAGES = 20000
-# The suffixes the CLI scores when given a folder (backend/cli.py, via utils.data.IMAGE_SUFFIXES).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def find_images(path: Path) -> list[Path]:

@@ -388,7 +388,6 @@ def client_main(index: int, job: ClientJob, tickets, limit: int, deadline, go, m
     stop_at = deadline.value
     latencies: list[float] = []
     errors: Counter = Counter()
-    error_latencies: list[float] = []
     response_bytes = 0
     reconnects = 0
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -405,7 +404,6 @@ def client_main(index: int, job: ClientJob, tickets, limit: int, deadline, go, m
         try:
             status, size = _send(conn, job)
         except (OSError, http.client.HTTPException) as error:
-            error_latencies.append(time.perf_counter() - started)
             errors[type(error).__name__] += 1
             conn.close()
             last_used = 0.0
@@ -417,14 +415,12 @@ def client_main(index: int, job: ClientJob, tickets, limit: int, deadline, go, m
             response_bytes += size
         else:
             errors[str(status)] += 1
-            error_latencies.append(elapsed)
     finished = time.monotonic()
     usage_after = resource.getrusage(resource.RUSAGE_SELF)
     conn.close()
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
-    messages.put(("done", index, {"latencies": latencies, "errors": dict(errors), "error_latencies": error_latencies,
-                                  "finished": finished, "cpu_s": cpu, "response_bytes": response_bytes,
-                                  "reconnects": reconnects, "warmup_errors": dict(warm_errors)}))
+    messages.put(("done", index, {"latencies": latencies, "errors": dict(errors), "finished": finished, "cpu_s": cpu,
+                                  "response_bytes": response_bytes, "reconnects": reconnects}))
 
 
 _live_clients: list[mp.Process] = []
@@ -710,11 +706,10 @@ def report(document: dict, inputs: list[BenchInput]) -> str:
              f"{server.get('env_overrides') or 'none'}; ready after {server.get('startup_s')} s, graceful stop took "
              f"{server.get('shutdown_s')} s", "",
              inputs_table(inputs), "", cells_table(document.get("cells", [])), ""]
-    for key, title in (("memory_at_ready", "at ready"),):
-        memory = server.get(key)
-        if memory:
-            lines.append(f"server memory {title}: RSS {memory['total_rss_mib']} MiB (workers "
-                         f"{memory['worker_rss_mib']}, master {memory['master_rss_mib']})")
+    memory = server.get("memory_at_ready")
+    if memory:
+        lines.append(f"server memory at ready: RSS {memory['total_rss_mib']} MiB (workers "
+                     f"{memory['worker_rss_mib']}, master {memory['master_rss_mib']})")
     final = document.get("memory_final") or document.get("memory_after_cells")
     if final:
         lines.append(f"server memory at the end: RSS {final['total_rss_mib']} MiB, peak (sum of VmHWM over master "

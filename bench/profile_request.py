@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.detector import Detector  # noqa: E402
+from bench.common import machine_info, write_json  # noqa: E402
 from backend.settings import serving_settings  # noqa: E402
 from models import split_at_gradcam_layer  # noqa: E402
 from utils.calibration import p_fake_from_logits  # noqa: E402
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not all(isinstance(m.forward, OnnxForward) for m in detector.models):
         print("warning: ONNX Runtime is not in use; the 'onnxruntime' rows are PyTorch", file=sys.stderr)
 
-    report = {"machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+    cpu = machine_info()["cpu_model"] or platform.processor() or "unknown"
+    report = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads,
                           "python": platform.python_version(), "torch": str(torch.__version__), **rates},
               "repeats": args.repeats, "uploads": {}}
     for name, upload in sample_uploads().items():
@@ -191,8 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["uploads"][name] = {"bytes": len(upload), "stages": rows}
     tables = markdown_tables(report)
     print(tables)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(args.output), report)
     if args.markdown:
         command = "python bench/profile_request.py " + " ".join(sys.argv[1:] if argv is None else argv)
         Path(args.markdown).write_text(PAGE_HEADER.format(command=command.strip()) + tables, encoding="utf-8")
@@ -227,16 +228,6 @@ def markdown_tables(report: dict) -> str:
             lines.append(f"| {row['stage']} | {row['ms']:.3f} | {'' if floor is None else f'{floor:.4f}'} | {ratio} "
                          f"| {row['floor_basis']} |")
     return "\n".join(lines) + "\n"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -8,14 +8,8 @@ import math
 from collections.abc import Sequence
 
 from utils.corruptions import FAMILY_DESCRIPTIONS
+from utils.markdown import markdown_table
 from utils.scoring import ENSEMBLE
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def format_epsilon(epsilon: float) -> str:

@@ -21,14 +21,6 @@ from utils.scoring import (ENSEMBLE, CalibratedModel, add_ensemble, common_input
 
 log = logging.getLogger(__name__)
 
-TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
-
-
-def summarize(metrics: dict) -> dict:
-    """The numbers the robustness tables show: accuracy, precision, recall, F1, ROC-AUC, misclassifications."""
-    return {**{key: metrics[key] for key in TABLE_METRICS}, "misclassified": metrics["counts"]["misclassified"]}
-
-
 def _class_counts(labels: np.ndarray) -> dict:
     return {"total": int(len(labels)), "real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
 

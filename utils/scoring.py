@@ -57,11 +57,6 @@ def common_input_size(members: Sequence[CalibratedModel]) -> int:
     return sizes.pop()
 
 
-def scorer_names(members: Sequence[CalibratedModel]) -> list[str]:
-    """Member names, then the ensemble when there is more than one member."""
-    return [m.name for m in members] + ([ENSEMBLE] if len(members) > 1 else [])
-
-
 def scorer_thresholds(members: Sequence[CalibratedModel]) -> dict[str, float]:
     """Each scorer's label threshold: the member's own, and the mean of them for the ensemble."""
     thresholds = {m.name: m.threshold for m in members}
