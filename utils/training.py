@@ -27,6 +27,7 @@ from utils.calibration import choose_threshold, fit_temperature, p_fake_from_log
 from utils.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.data import ImageSet, load_image_folder, split_train_val
+from utils.distillation import Teacher, distillation_loss, distillation_settings, load_teacher, teacher_logits
 from utils.entry_point import run_entry_point
 from utils.inference import autocast_context, bf16_is_fast, predict_logits
 from utils.metrics import binary_metrics
@@ -35,7 +36,7 @@ from utils.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
 log = logging.getLogger(__name__)
 
 HYPERPARAMETERS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                   "label_smoothing", "max_shift", "patience", "seed")
+                   "label_smoothing", "max_shift", "patience", "seed", "precision")
 
 
 def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser:
@@ -63,8 +64,9 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--limit", type=int, help="use only this many training images (quick experiments)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="auto uses bf16 autocast where the hardware runs it natively")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                        help=f"training arithmetic (default: config models.{model_key}.train.precision, else auto); "
+                             f"auto uses bf16 autocast where the hardware runs it natively")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
     parser.add_argument("--adversarial", action="store_true",
                         help=f"FGSM adversarial training: replace a share of each batch by FGSM examples "
@@ -72,6 +74,14 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--adv-fraction", type=float, help="share of each batch attacked (with --adversarial)")
     parser.add_argument("--adv-epsilon", type=parse_epsilon,
                         help="FGSM step in pixel units of [0,1], e.g. 2/255 or 0.0078 (with --adversarial)")
+    parser.add_argument("--distill-from", metavar="CHECKPOINT",
+                        help=f"knowledge distillation: a saved detector checkpoint (of any architecture, same input "
+                             f"size) whose soft predictions guide training (settings: config "
+                             f"models.{model_key}.train.distillation)")
+    parser.add_argument("--distill-weight", type=float,
+                        help="share of the loss given to matching the teacher, in (0, 1] (with --distill-from)")
+    parser.add_argument("--distill-temperature", type=float,
+                        help="softmax temperature of the distillation term (with --distill-from)")
     if model_key == "efficientnet":
         parser.add_argument("--pretrained", metavar="SOURCE",
                             help="start from ImageNet weights: 'torchvision' (weights API) or a local .pth file")
@@ -79,7 +89,8 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
 
 
 def _settings(args: argparse.Namespace, model_cfg: dict) -> dict:
-    settings = {key: value for key, value in model_cfg["train"].items() if key != "adversarial"}
+    settings = {key: value for key, value in model_cfg["train"].items()
+                if key not in ("adversarial", "distillation")}
     for name in HYPERPARAMETERS:
         value = getattr(args, name, None)
         if value is not None:
@@ -129,11 +140,13 @@ def build_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, data: ImageSet,
                     spec: PreprocessSpec, settings: dict, device: torch.device, bf16: bool,
-                    generator: torch.Generator, epoch: int, adversarial: dict | None = None) -> dict:
+                    generator: torch.Generator, epoch: int, adversarial: dict | None = None,
+                    teacher: Teacher | None = None, distillation: dict | None = None) -> dict:
     """One pass over `data` in a seeded random order; returns mean loss and accuracy.
 
     With `adversarial` settings, each augmented batch has its first `fraction` replaced by FGSM examples (the
     order is random, so that is a random subset); loss and accuracy are then those of the mixed batch.
+    With a `teacher`, the loss mixes in the distillation term on that same batch (`distillation` settings).
     """
     model.train()
     order = torch.randperm(len(data), generator=generator)
@@ -150,9 +163,14 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         if adversarial:
             inputs, _ = fgsm_training_batch(model, inputs, labels, spec, adversarial["fraction"],
                                             adversarial["epsilon"], bf16=bf16)
+        soft_targets = teacher_logits(teacher, inputs, spec, bf16) if teacher else None
         with autocast_context(device, bf16):
             logits = model(inputs)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=settings["label_smoothing"])
+        if soft_targets is not None:
+            weight = distillation["weight"]
+            loss = (1.0 - weight) * loss + weight * distillation_loss(logits, soft_targets,
+                                                                      distillation["temperature"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -257,12 +275,14 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     data_cfg = config["data"]
     settings = _settings(args, model_cfg)
     adversarial = adversarial_settings(args, model_cfg)
+    distillation = distillation_settings(args, model_cfg)
     spec = PreprocessSpec(model_cfg["input_size"], tuple(model_cfg["mean"]), tuple(model_cfg["std"]))
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_fast(device))
+    precision = settings.setdefault("precision", "auto")
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
     torch.manual_seed(settings["seed"])
     np.random.seed(settings["seed"])
 
@@ -279,6 +299,12 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     if adversarial:
         log.info("adversarial training: FGSM epsilon %.5f (%g/255) on %.0f%% of each batch", adversarial["epsilon"],
                  adversarial["epsilon_255"], 100 * adversarial["fraction"])
+
+    teacher = load_teacher(distillation["teacher"], spec, device) if distillation else None
+    if teacher:
+        distillation = {**distillation, "teacher": teacher.source}
+        log.info("distilling from %s (%s), weight %.2f, temperature %.2f", teacher.source["file"],
+                 teacher.source["arch"], distillation["weight"], distillation["temperature"])
 
     model = build_model(model_cfg["arch"], **model_cfg["arch_args"])
     pretrained = getattr(args, "pretrained", None)
@@ -314,9 +340,10 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         start_epoch, best_accuracy = state["epoch"] + 1, state["best_accuracy"]
         best_epoch, stale_epochs, elapsed_before = state["best_epoch"], state["stale_epochs"], state["elapsed_s"]
         log.info("resumed from %s after epoch %d", last_path, start_epoch)
-        if "adversarial" in state and json.loads(state["adversarial"]) != adversarial:
-            log.warning("the resumed run was trained with adversarial settings %s, this one uses %s; the checkpoint "
-                        "records only the latter", json.loads(state["adversarial"]), adversarial)
+        for name, current in (("adversarial", adversarial), ("distillation", distillation)):
+            if name in state and json.loads(state[name]) != current:
+                log.warning("the resumed run was trained with %s settings %s, this one uses %s; the checkpoint "
+                            "records only the latter", name, json.loads(state[name]), current)
     elif args.resume:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
 
@@ -325,7 +352,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             break
         epoch_start = time.time()
         train_stats = train_one_epoch(model, optimizer, scheduler, train_set, spec, settings, device, bf16,
-                                      generator, epoch, adversarial)
+                                      generator, epoch, adversarial, teacher, distillation)
         val_stats = evaluate(model, val_set, spec, device, bf16)
         history.append({"epoch": epoch + 1, "train_loss": round(train_stats["loss"], 5),
                         "train_accuracy": round(train_stats["accuracy"], 5), "val_loss": round(val_stats["loss"], 5),
@@ -344,7 +371,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "epoch": epoch,
                     "history": json.dumps(history), "best_accuracy": best_accuracy, "best_epoch": best_epoch,
                     "stale_epochs": stale_epochs, "elapsed_s": elapsed_before + time.time() - started,
-                    "adversarial": json.dumps(adversarial)}, last_path)
+                    "adversarial": json.dumps(adversarial), "distillation": json.dumps(distillation)}, last_path)
         if stale_epochs >= settings["patience"]:
             log.info("early stopping: no validation improvement for %d epochs", stale_epochs)
 
@@ -383,7 +410,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             "data_dir": str(args.data_dir or data_cfg["train_dir"]),
             "train_images": len(train_set), "val_images": len(val_set), "val_fraction": val_fraction,
             "split_seed": data_cfg["split_seed"], "hyperparameters": settings, "pretrained": pretrained,
-            "init_from": init_from, "adversarial": adversarial,
+            "init_from": init_from, "adversarial": adversarial, "distillation": distillation,
             "epochs_run": len(history), "best_epoch": best_epoch, "train_seconds": round(train_seconds, 1),
             "total_train_seconds": round(train_seconds + (init_from or {}).get("total_train_seconds", 0.0), 1),
             "device": str(device), "bf16": bf16, "history": history,
