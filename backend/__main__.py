@@ -1,6 +1,6 @@
 """`python -m backend --host 127.0.0.1 --port 5000`: serve the API and the page (threaded, for one machine).
 
-For production use gunicorn (see the README): `gunicorn -c backend/gunicorn.conf.py 'backend:create_app()'`.
+For production use `python -m backend.serve` (granian, several worker processes; see the README).
 """
 from __future__ import annotations
 

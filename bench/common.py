@@ -158,7 +158,7 @@ def machine_info() -> dict:
     except OSError:
         load = None
     versions = {}
-    for package in ("torch", "torchvision", "gunicorn", "flask", "werkzeug", "pillow", "numpy"):
+    for package in ("torch", "torchvision", "granian", "flask", "werkzeug", "pillow", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -1,7 +1,7 @@
 """Load test of the production server: latency, throughput, errors and memory of POST /api/predict.
 
 What it does
-    1. Starts the service as in production (`python -m gunicorn -c backend/gunicorn.conf.py 'backend:create_app()'`)
+    1. Starts the service as in production (`python -m backend.serve`: granian with the app's worker processes)
        on a free loopback port with the weights in saved_models/, and waits until /api/ready answers 200 on every
        worker. Workers, threads and torch threads are the config's defaults unless --workers / --threads /
        --torch-threads set DETECTOR_WORKERS / DETECTOR_THREADS / DETECTOR_TORCH_THREADS.
@@ -12,7 +12,8 @@ What it does
        wall time, whichever comes first.
     3. Records client-side latency per request (p50/p90/p99), errors (non-200 answers and exceptions), throughput
        (200 answers / wall time of the measured phase), the server's CPU seconds per request (/proc/<pid>/stat of
-       the master and workers) and the server's memory (/proc/<pid>/status: VmRSS now, VmHWM peak, summed over the
+       the master and workers, and per worker: the split shows how the clients' connections landed on the workers)
+       and the server's memory (/proc/<pid>/status: VmRSS now, VmHWM peak, summed over the
        master and workers; the sum is also sampled during each cell).
     4. Soak (--soak N): N requests of the 32x32 input without Grad-CAM from 4 clients; prints the workers' total
        RSS after the first 100 requests and after all N, and their ratio.
@@ -40,12 +41,12 @@ import argparse
 import hashlib
 import http.client
 import io
+import json
 import logging
 import multiprocessing as mp
 import os
 import queue
 import resource
-import runpy
 import signal
 import subprocess
 import sys
@@ -71,10 +72,8 @@ CIFAKE_SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "cifake_test_sample"
 SD_DIR = PROJECT_ROOT / "data" / "sd-vs-coco-200"
 SD_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "sd-vs-coco-200.tar.gz"
 SD_PREFERRED = "REAL/coco_00000.jpg"  # gives a ~357 KB 2048x1536 JPEG at quality 90, near the reference's 350 KB
-GUNICORN_CONF = "backend/gunicorn.conf.py"
-APP = "backend:create_app()"
 SOAK_FIRST = 100
-IDLE_RECONNECT_S = 1.0  # below gunicorn's default keep-alive (2 s), so a client never writes into a closing socket
+IDLE_RECONNECT_S = 1.0  # below common keep-alive timeouts (2 s and up): a client never writes into a closing socket
 
 
 # --- request bodies ----------------------------------------------------------------------------------------------
@@ -191,31 +190,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def effective_gunicorn_config(env: dict) -> dict:
-    """The settings gunicorn will take from backend/gunicorn.conf.py under `env` (the file is plain Python)."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        namespace = runpy.run_path(str(PROJECT_ROOT / GUNICORN_CONF))
-    except Exception as error:  # the file is someone else's; its failure must not hide the measurement
-        log.warning("could not evaluate %s: %s", GUNICORN_CONF, error)
-        return {}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    raw_env = dict(item.split("=", 1) for item in namespace.get("raw_env", []) if "=" in item)
-    torch_threads = raw_env.get("DETECTOR_TORCH_THREADS", env.get("DETECTOR_TORCH_THREADS"))
-    return {"workers": namespace.get("workers", 1), "threads": namespace.get("threads", 1),
-            "worker_class": namespace.get("worker_class", "sync"),
-            "torch_threads": int(torch_threads) if torch_threads else "config.yaml default",
-            "keepalive": namespace.get("keepalive", 2), "timeout": namespace.get("timeout", 30),
-            "preload_app": namespace.get("preload_app", False), "max_requests": namespace.get("max_requests", 0),
-            "raw_env": namespace.get("raw_env", [])}
-
-
-class GunicornServer:
-    """gunicorn in its own session on 127.0.0.1:<free port>; always stop() it."""
+class ProductionServer:
+    """The production server (`python -m backend.serve`) in its own session on 127.0.0.1:<free port>; always
+    stop() it."""
 
     def __init__(self, overrides: dict[str, str], weights_dir: str | None) -> None:
         self.port = free_port()
@@ -223,11 +200,19 @@ class GunicornServer:
         if weights_dir:
             self.env["DETECTOR_WEIGHTS_DIR"] = str(Path(weights_dir).resolve())
         self.overrides = overrides
-        self.config = effective_gunicorn_config(self.env)
-        self.command = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, APP]
+        self.command = [sys.executable, "-m", "backend.serve"]
+        self.config = self._effective_settings()
         self.log_file = tempfile.TemporaryFile()
         self.process: subprocess.Popen | None = None
         self.seen_workers: set[int] = set()
+
+    def _effective_settings(self) -> dict:
+        """What the server will run with under this environment, as the server itself resolves it."""
+        done = subprocess.run([*self.command, "--print-settings"], cwd=PROJECT_ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"the server refused its settings: {done.stderr.strip()[-2000:]}")
+        return json.loads(done.stdout)
 
     def start(self) -> None:
         log.info("starting %s on port %d", " ".join(self.command), self.port)
@@ -259,7 +244,7 @@ class GunicornServer:
         streak = 0
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with status {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"the server exited with status {self.process.returncode}:\n{self.log_tail()}")
             if len(self.worker_pids()) >= expected and self._ready_once():
                 streak += 1
                 if streak >= streak_needed:
@@ -309,7 +294,7 @@ class GunicornServer:
             try:
                 self.process.wait(timeout=30)
             except (subprocess.TimeoutExpired, KeyboardInterrupt) as reason:
-                log.warning("gunicorn did not stop gracefully (%s); killing its process group",
+                log.warning("the server did not stop gracefully (%s); killing its process group",
                             "a second interrupt" if isinstance(reason, KeyboardInterrupt) else "30 s")
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)
@@ -435,7 +420,7 @@ def _stop_clients() -> None:
     _live_clients.clear()
 
 
-def run_cell(server: GunicornServer, spec: BenchInput, clients: int, gradcam: bool, requests: int, seconds: float,
+def run_cell(server: ProductionServer, spec: BenchInput, clients: int, gradcam: bool, requests: int, seconds: float,
              args: argparse.Namespace, sample_every: float = 0.25) -> dict:
     """One measured cell; returns its figures (latency in ms, throughput, errors, server CPU and memory)."""
     ctx = mp.get_context("fork")  # the parent imports nothing heavy, and the body is shared without a copy
@@ -522,7 +507,7 @@ def _next_message(messages, timeout: float):
         raise RuntimeError(f"no word from the clients within {timeout:.0f} s") from None
 
 
-def run_soak(server: GunicornServer, spec: BenchInput, total: int, args: argparse.Namespace) -> dict:
+def run_soak(server: ProductionServer, spec: BenchInput, total: int, args: argparse.Namespace) -> dict:
     """`total` requests of `spec` without Grad-CAM from 4 clients; workers' RSS after the first 100 and after all."""
     first = min(SOAK_FIRST, total)
     log.info("soak: %d requests (first %d, then %d)", total, first, total - first)
@@ -553,9 +538,10 @@ def cells_table(cells: list[dict]) -> str:
                      fmt(lat.get("p90")), fmt(lat.get("p99")), fmt(c.get("throughput_rps")),
                      c.get("errors", "failed") if "failure" not in c else f"failed: {c['failure'][:60]}",
                      c.get("ok"), fmt(c.get("server_cpu_ms_per_request")),
+                     " / ".join(fmt(x) for x in c.get("server_cpu_s_per_worker") or []),
                      fmt((c.get("memory_after") or {}).get("total_rss_mib"), 0)])
     return markdown_table(["input", "clients", "Grad-CAM", "p50 ms", "p90 ms", "p99 ms", "req/s", "errors",
-                           "requests", "server CPU ms/req", "server RSS MiB"], rows)
+                           "requests", "server CPU ms/req", "CPU s per worker", "server RSS MiB"], rows)
 
 
 def inputs_table(inputs: list[BenchInput]) -> str:
@@ -645,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 (folder / f"{i.name}{Path(i.filename).suffix}").write_bytes(i.data)
         document["inputs"] = [i.describe() for i in inputs]
         try:
-            server = GunicornServer(overrides, args.weights_dir)
+            server = ProductionServer(overrides, args.weights_dir)
             server.start()
             startup_s = server.wait_ready(args.ready_timeout)
             log.info("ready after %.1f s with %d workers", startup_s, len(server.worker_pids()))
@@ -701,7 +687,7 @@ def report(document: dict, inputs: list[BenchInput]) -> str:
              f"({machine['usable_cores']} usable), {machine['mem_total_mib']} MiB, load average at start "
              f"{' '.join(machine['loadavg_at_start'] or [])}",
              f"commit: {document['git']['commit']}{' (with uncommitted changes)' if document['git']['dirty'] else ''}",
-             f"server: gunicorn {config.get('worker_class')}, workers {config.get('workers')}, threads "
+             f"server: {config.get('server')} ({config.get('interface')}), workers {config.get('workers')}, threads "
              f"{config.get('threads')}, torch threads {config.get('torch_threads')}, overrides "
              f"{server.get('env_overrides') or 'none'}; ready after {server.get('startup_s')} s, graceful stop took "
              f"{server.get('shutdown_s')} s", "",

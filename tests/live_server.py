@@ -22,10 +22,11 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """The dev server (`python -m backend`) or gunicorn as a subprocess on 127.0.0.1; stopped by `stop()`."""
+    """The dev server (`python -m backend`) or the production one (`python -m backend.serve`) as a subprocess on
+    127.0.0.1; stopped by `stop()`."""
 
     def __init__(self, weights_dir: str | Path | None = None, extra_env: dict | None = None,
-                 gunicorn: bool = False) -> None:
+                 production: bool = False) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **(extra_env or {})}
@@ -33,10 +34,8 @@ class LiveServer:
             env["DETECTOR_WEIGHTS_DIR"] = str(weights_dir)
         # The server logs every request: a file, unlike an undrained pipe, never fills up and blocks it.
         self.log = tempfile.TemporaryFile()
-        if gunicorn:
-            env["DETECTOR_BIND"] = f"127.0.0.1:{self.port}"
-            command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "backend/gunicorn.conf.py",
-                       "backend:create_app()"]
+        if production:
+            command = [sys.executable, "-m", "backend.serve", "--bind", f"127.0.0.1:{self.port}"]
         else:
             command = [sys.executable, "-m", "backend", "--port", str(self.port)]
         self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=self.log,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -86,8 +87,8 @@ def test_memory_stays_flat_over_thousands_of_requests(server, cifake_test_sample
     assert after <= baseline * 1.10, f"RSS grew from {baseline} KiB to {after} KiB over 2000 requests"
 
 
-def test_gunicorn_production_command_serves_the_same_answers(server, tiny_weights_dir, cifake_test_sample):
-    production = LiveServer(tiny_weights_dir, {"DETECTOR_WORKERS": "2", "DETECTOR_THREADS": "2"}, gunicorn=True)
+def test_production_server_serves_the_same_answers(server, tiny_weights_dir, cifake_test_sample):
+    production = LiveServer(tiny_weights_dir, {"DETECTOR_WORKERS": "2", "DETECTOR_THREADS": "2"}, production=True)
     try:
         production.wait_ready()
         for data, kind in _uploads(cifake_test_sample)[:3]:
@@ -95,5 +96,12 @@ def test_gunicorn_production_command_serves_the_same_answers(server, tiny_weight
             assert status == 200
             assert _without_timing(body) == _without_timing(server.request("POST", "/api/predict", data, kind)[1])
         assert production.request("GET", "/api/nope")[0] == 404
+        # An announced body over the limit is refused from its headers, before any of it is read or buffered.
+        with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: 1000000000\r\n\r\n")
+            head = sock.recv(65536).decode("latin-1")
+        assert head.startswith("HTTP/1.1 413") and '"image_too_large"' in head
     finally:
         production.stop()
+    assert production.process.returncode == 0, "SIGTERM stops the production server gracefully"

@@ -1,0 +1,67 @@
+"""Flask app factory: the API under /api and the static page at /, on one port."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from flask import Flask, request, send_from_directory
+from flask_cors import CORS
+
+from backend.detector import Detector, DetectorHolder
+from backend.errors import register_error_handlers
+from backend.routes import api
+from backend.settings import serving_settings
+
+FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app. `test_config` overrides serving settings (keys of config.yaml's `serving` section), plus
+    `load_in_background` (default True) and `detector` (an already built Detector, for tests)."""
+    overrides = dict(test_config or {})
+    background = overrides.pop("load_in_background", True)
+    prebuilt = overrides.pop("detector", None)
+    settings = serving_settings(overrides)
+
+    if settings.get("torch_threads"):
+        torch.set_num_threads(int(settings["torch_threads"]))
+
+    app = Flask(__name__, static_folder=None)
+    # Werkzeug answers 413 before reading a body over this; multipart framing gets a little headroom.
+    app.config["MAX_CONTENT_LENGTH"] = settings["max_upload_bytes"] + 65536
+    app.config["DETECTOR_SETTINGS"] = settings
+    app.json.sort_keys = False
+
+    def load() -> Detector:
+        if prebuilt is not None:
+            return prebuilt
+        return Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
+                                         runtime=settings["runtime"], threads=settings.get("torch_threads"),
+                                         uncertain_band=settings["uncertain_band"],
+                                         overlay_size=settings["overlay_size"])
+
+    app.extensions["detector"] = DetectorHolder(load).start(background=background)
+
+    origins = settings["cors_origins"]
+    CORS(app, resources={r"/api/*": {"origins": origins.split(",") if isinstance(origins, str) and
+                                     origins != "*" else origins}})
+    app.register_blueprint(api)
+
+    @app.before_request
+    def batch_body_limit():
+        # A batch may carry up to max_batch_files files of max_upload_bytes each.
+        if request.path == "/api/predict/batch":
+            request.max_content_length = (settings["max_upload_bytes"] * settings["max_batch_files"]) + 65536
+    register_error_handlers(app)
+
+    @app.get("/")
+    def index():
+        return send_from_directory(FRONTEND_DIR, "index.html")
+
+    @app.get("/assets/<path:asset>")
+    def static_asset(asset: str):
+        return send_from_directory(FRONTEND_DIR / "assets", asset)
+
+    return app
