@@ -3,8 +3,8 @@
 What it does
     1. Starts the service as in production (`python -m backend.serve`: granian with the app's worker processes)
        on a free loopback port with the weights in saved_models/, and waits until /api/ready answers 200 on every
-       worker. Workers, threads and torch threads are the config's defaults unless --workers / --threads /
-       --torch-threads set DETECTOR_WORKERS / DETECTOR_THREADS / DETECTOR_TORCH_THREADS.
+       worker. Workers, threads and torch threads are the production server's defaults (backend/serve.py) unless
+       --workers / --threads / --torch-threads set DETECTOR_WORKERS / DETECTOR_THREADS / DETECTOR_TORCH_THREADS.
     2. For every cell (input x clients x Grad-CAM mode) it forks N client processes. Each keeps one HTTP/1.1
        keep-alive connection (http.client) and sends a pre-built multipart body, with a fresh boundary each time as
        real clients do, so a client costs little CPU. After a short warm-up (503s while a worker still loads are
@@ -578,9 +578,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--soak", type=int, default=10000,
                         help="soak requests (cifake32, no Grad-CAM, 4 clients); 0 skips it (10000)")
     parser.add_argument("--soak-seconds", type=float, default=1800.0, help="time limit of the soak (1800)")
-    parser.add_argument("--workers", type=int, help="DETECTOR_WORKERS (default: the config's)")
-    parser.add_argument("--threads", type=int, help="DETECTOR_THREADS (default: the config's)")
-    parser.add_argument("--torch-threads", type=int, help="DETECTOR_TORCH_THREADS (default: the config's)")
+    parser.add_argument("--workers", type=int, help="DETECTOR_WORKERS (default: the server's)")
+    parser.add_argument("--threads", type=int, help="DETECTOR_THREADS (default: the server's)")
+    parser.add_argument("--torch-threads", type=int, help="DETECTOR_TORCH_THREADS (default: the server's)")
     parser.add_argument("--weights-dir", default=str(PROJECT_ROOT / "saved_models"))
     parser.add_argument("--sd-image", help="the 512x512 JPEG to use (default: from sd-vs-coco-200)")
     parser.add_argument("--large-quality", type=int, default=90, help="JPEG quality of the 2048x1536 input (90)")
