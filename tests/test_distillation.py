@@ -61,12 +61,6 @@ def test_settings_refuse_meaningless_combinations(argv):
         distillation_settings(_parse(*argv), {"train": {}})
 
 
-def test_precision_is_a_per_model_setting_that_a_flag_overrides():
-    config = load_config()
-    assert config["models"]["efficientnet"]["train"]["precision"] == "fp32"
-    assert _parse().precision is None and _parse("--precision", "bf16").precision == "bf16"
-
-
 def test_teacher_with_another_normalisation_sees_the_same_pixels(tmp_path, cifake_test_sample):
     torch.manual_seed(0)
     model = build_model("artifact_cnn", **TINY_CNN_ARGS)

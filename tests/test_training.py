@@ -12,6 +12,7 @@ from utils.config import load_config
 from utils.data import load_image_folder
 from utils.inference import predict_logits
 from utils.preprocessing import PreprocessSpec
+from utils.training import get_args_parser
 from utils.training import main as train_main
 
 
@@ -59,3 +60,11 @@ def test_resume_continues_where_the_run_stopped(tiny_config, tmp_path):
     train_main("cnn", common + ["--epochs", "3", "--resume"])
     rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+
+
+def test_precision_is_a_per_model_setting_that_a_flag_overrides():
+    config = load_config()
+    assert config["models"]["efficientnet"]["train"]["precision"] == "fp32"
+    parser = get_args_parser("efficientnet", "test")
+    assert parser.parse_args([]).precision is None
+    assert parser.parse_args(["--precision", "bf16"]).precision == "bf16"

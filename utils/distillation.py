@@ -33,8 +33,7 @@ class Teacher:
 
 def distillation_settings(args: argparse.Namespace, model_cfg: dict) -> dict | None:
     """Teacher path, weight and temperature when --distill-from is given (config, then flags), else None."""
-    teacher = getattr(args, "distill_from", None)
-    weight, temperature = getattr(args, "distill_weight", None), getattr(args, "distill_temperature", None)
+    teacher, weight, temperature = args.distill_from, args.distill_weight, args.distill_temperature
     if not teacher:
         if weight is not None or temperature is not None:
             raise ValueError("--distill-weight and --distill-temperature only apply together with --distill-from")
