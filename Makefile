@@ -34,8 +34,8 @@ data: $(STAMP)  ## unpack CIFAKE into data/ and pre-decode it
 train-cnn: $(STAMP)
 	$(PY) train_cnn.py --resume
 
-train-efficientnet: $(STAMP)
-	$(PY) train_efficientnet.py --resume
+train-efficientnet: $(STAMP)  ## the shipped EfficientNet-B0's recipe: the config's 40 epochs, distilled from saved_models/cnn.pt
+	$(PY) train_efficientnet.py --distill-from saved_models/cnn.pt --resume
 
 evaluate: $(STAMP)  ## the reports committed under docs/reports
 	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test" --dedupe-against data/cifake/train
