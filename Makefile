@@ -27,8 +27,9 @@ test: $(STAMP) browser-deps  ## the whole suite
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-data: $(STAMP)  ## unpack CIFAKE into data/ and pre-decode it
+data: $(STAMP)  ## unpack CIFAKE (pre-decoded), the photo corpus and sd-vs-coco-200 into data/
 	$(PY) prepare_data.py --source $(SHARED)/cifake.tar.gz
+	$(PY) prepare_data.py --source $(SHARED)/photos-v1.tar.gz
 	mkdir -p data && tar xzf $(SHARED)/sd-vs-coco-200.tar.gz -C data/
 
 train-cnn: $(STAMP)
@@ -36,6 +37,27 @@ train-cnn: $(STAMP)
 
 train-efficientnet: $(STAMP)  ## the shipped EfficientNet-B0's recipe: the config's 40 epochs, distilled from saved_models/cnn.pt
 	$(PY) train_efficientnet.py --distill-from saved_models/cnn.pt --resume
+
+.PHONY: train-photo photo-audit evaluate-photo lofo
+
+train-photo: $(STAMP)  ## both photo models on data/photos-v1 (the shipped recipe; one core each, in parallel)
+	$(PY) train_cnn.py --profile photo --threads 1 --resume & \
+	$(PY) train_efficientnet.py --profile photo --threads 1 --resume; wait
+
+photo-audit: $(STAMP)  ## docs/photo-data.md: how well trivial cues separate the photo corpus's classes
+	$(PY) -m utils.photo_audit
+
+LOFO_FAMILIES := GAN DALL-E Midjourney Stable_Diffusion other_diffusion
+LOFO_EPOCHS ?= 6
+
+lofo: $(STAMP)  ## leave-one-family-out: the photo CNN retrained without each generator family (runs/lofo/)
+	for family in $(LOFO_FAMILIES); do \
+		$(PY) train_cnn.py --profile photo --hold-out-family "$${family//_/ }" --epochs $(LOFO_EPOCHS) \
+			--run-dir runs/lofo/$$family --output runs/lofo/$$family/cnn_photo.pt --resume || exit 1; \
+	done
+
+evaluate-photo: $(STAMP)  ## docs/photo-evaluation.md: the photo pair on validation, sd-vs-coco-200, robustness, LOFO
+	$(PY) evaluate.py --profile photo --fit-pair --lofo-dir runs/lofo
 
 evaluate: $(STAMP)  ## the reports committed under docs/reports
 	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test" --dedupe-against data/cifake/train

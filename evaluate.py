@@ -1,5 +1,7 @@
 """Evaluate the shipped models (and their ensemble) on any folder laid out as <root>/{REAL,FAKE}/*.
 
+The photo pair: python evaluate.py --profile photo [--fit-pair] [--lofo-dir runs/lofo] (utils/photo_evaluation.py).
+
 Example: python evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test
 Writes <output>/metrics.json and PNGs (confusion matrices, ROC, precision-recall, reliability).
 
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     config = load_config(args.config)
     checkpoints = [Path(p) for p in args.weights] if args.weights else [
-        project_path(section["output"]) for section in config["models"].values()]
+        project_path(section["output"]) for name, section in config["models"].items()
+        if not name.endswith("_photo")]  # the CIFAKE pair; `evaluate.py --profile photo` evaluates the photo one
     cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])
     data_dir = Path(args.data_dir)
     output = Path(args.output)
@@ -154,4 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_entry_point(main, (ModelUnavailable, *USER_ERRORS))
+    import sys
+
+    if "--profile" in sys.argv[1:]:  # the photo pair: tiles, per source and generator, robustness, LOFO
+        from utils.photo_evaluation import main as photo_main
+        run_entry_point(photo_main, (ModelUnavailable, *USER_ERRORS))
+    else:
+        run_entry_point(main, (ModelUnavailable, *USER_ERRORS))

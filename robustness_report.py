@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
 
     checkpoints = [Path(p) for p in args.weights] if args.weights else [
-        project_path(section["output"]) for section in config["models"].values()]
+        project_path(section["output"]) for name, section in config["models"].items()
+        if not name.endswith("_photo")]  # the CIFAKE pair; `evaluate.py --profile photo` evaluates the photo one
     members = load_calibrated_models(checkpoints)
     others = load_comparison([Path(p) for p in args.compare_weights], members) if args.compare_weights else None
     cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])

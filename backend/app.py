@@ -11,7 +11,7 @@ from flask_cors import CORS
 from backend.detector import Detector, DetectorHolder
 from backend.errors import register_error_handlers
 from backend.routes import api
-from backend.settings import serving_settings
+from backend.settings import detector_options, serving_settings
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             return prebuilt
         return Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
                                          runtime=settings["runtime"], threads=settings.get("torch_threads"),
-                                         uncertain_band=settings["uncertain_band"],
-                                         overlay_size=settings["overlay_size"])
+                                         **detector_options(settings))
 
     app.extensions["detector"] = DetectorHolder(load).start(background=background)
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from backend.detector import Detector
-from backend.settings import serving_settings
+from backend.settings import detector_options, serving_settings
 from utils.data import IMAGE_SUFFIXES
 from utils.errors import DetectorError
 from utils.image_io import decode_image
@@ -72,13 +72,13 @@ def _read_and_decode(chunk: list[Path], max_pixels: int) -> tuple[list, list[byt
 def _score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list[dict]:
     """Read, decode and score one chunk; one flat row per path, in order."""
     decoded, raw, rows = _read_and_decode(chunk, max_pixels)
-    names = [m.name for m in detector.models]
     results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
     for row in rows:
         if "error" not in row:
             result = next(results)
-            for name, model_result in zip(names, result["models"]):
-                row[f"p_fake_{name}"] = model_result["p_fake"]
+            row.update(profile=result["profile"], tiles=result["tiles"])
+            for model_result in result["models"]:
+                row[f"p_fake_{model_result['name']}"] = model_result["p_fake"]
             row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
                        uncertain=result["verdict"]["uncertain"])
     return rows
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
                                              runtime=settings["runtime"], threads=runtime_threads, explanations=False,
-                                             uncertain_band=settings["uncertain_band"])
+                                             **detector_options(settings))
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("error: no image files found", file=sys.stderr)
         return 2
-    fields = ["path"] + [f"p_fake_{m.name}" for m in detector.models] + ["p_fake", "verdict", "uncertain", "error"]
+    fields = (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in detector.model_names]
+              + ["p_fake", "verdict", "uncertain", "error"])
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     failures = 0
     try:

@@ -28,7 +28,13 @@ SCHEMAS = {
         "layer": {"type": "string"},
         "image": {"type": "string", "pattern": "^data:image/jpeg;base64,"},
         "heatmap": _obj({"width": {"type": "integer"}, "height": {"type": "integer"},
-                         "values": {"type": "array", "items": {"type": "array", "items": PROBABILITY}}}),
+                         "values": {"type": "array", "items": {"type": "array", "items": {
+                             "anyOf": [PROBABILITY, {"type": "null"}]}},
+                             "description": "rows of the map over the whole image; null where no tile was scored"},
+                         "tiles": {"description": "photos: each scored tile as [x, y, width, height] in the "
+                                                  "image's pixels; null for thumbnails",
+                                   "anyOf": [{"type": "array", "items": {"type": "array", "items": {
+                                       "type": "integer"}, "minItems": 4, "maxItems": 4}}, {"type": "null"}]}}),
     }),
     "InputFacts": _obj({"width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1},
                         "format": {"type": "string"}, "frames": {"type": "integer", "minimum": 1},
@@ -37,6 +43,11 @@ SCHEMAS = {
                         "filename": {"type": ["string", "null"]}}),
     "Prediction": _obj({
         "verdict": _ref("Verdict"),
+        "profile": {"type": "string", "enum": ["thumbnail", "photo"],
+                    "description": "which model pair answered: the CIFAKE pair (longer side <= 64 px) or the photo "
+                                   "pair"},
+        "tiles": {"type": "integer", "minimum": 1,
+                  "description": "native-resolution tiles the photo pair scored (1 for a thumbnail)"},
         "models": {"type": "array", "items": _ref("ModelResult"), "minItems": 1},
         "explanation": {"anyOf": [_ref("Explanation"), {"type": "null"}]},
         "input": _ref("InputFacts"),
@@ -87,8 +98,9 @@ def openapi_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "CIFAKE real-vs-AI image detector", "version": "1.0.0",
-                 "description": "Two calibrated models (a custom CNN and EfficientNet-B0) trained on CIFAKE, "
-                                "an ensemble verdict, and a Grad-CAM explanation."},
+                 "description": "Two calibrated model pairs (a custom CNN and EfficientNet-B0 each): one trained on "
+                                "CIFAKE answers thumbnails, one trained on native-resolution photo tiles answers "
+                                "everything larger; an ensemble verdict and a Grad-CAM explanation."},
         "paths": {
             "/api/predict": {"post": {
                 "summary": "Classify one image", "parameters": [EXPLAIN_PARAM], "requestBody": upload,

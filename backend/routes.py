@@ -50,7 +50,9 @@ def models():
     return jsonify({
         "models": detector.describe(),
         "ensemble": {"rule": "mean of the models' calibrated p_fake", "threshold": detector.threshold,
-                     "uncertain_band": detector.uncertain_band},
+                     "thresholds": detector.thresholds, "uncertain_band": detector.uncertain_band},
+        "routing": {"thumbnail_max_side": detector.thumbnail_max_side, "max_tiles": detector.max_tiles,
+                    "profiles": {profile: [m.name for m in pair] for profile, pair in detector.pairs.items()}},
         "limits": {"max_upload_bytes": settings["max_upload_bytes"], "max_pixels": settings["max_pixels"],
                    "max_batch_files": settings["max_batch_files"],
                    "formats": list(SUPPORTED_FORMATS), "media_types": sorted(set(MEDIA_TYPES.values()))},

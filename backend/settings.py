@@ -14,6 +14,9 @@ ENV_OVERRIDES = {
     "DETECTOR_CORS_ORIGINS": ("cors_origins", str),
     "DETECTOR_UNCERTAIN_BAND": ("uncertain_band", float),
     "DETECTOR_OVERLAY_SIZE": ("overlay_size", int),
+    "DETECTOR_PHOTO_OVERLAY_SIZE": ("photo_overlay_size", int),
+    "DETECTOR_THUMBNAIL_MAX_SIDE": ("thumbnail_max_side", int),
+    "DETECTOR_MAX_TILES": ("max_tiles", int),
     "DETECTOR_TORCH_THREADS": ("torch_threads", int),  # intra-op threads of PyTorch and ONNX Runtime alike
     "DETECTOR_RUNTIME": ("runtime", str),
 }
@@ -30,3 +33,9 @@ def serving_settings(overrides: dict | None = None, config_path: str | None = No
     settings.update(overrides or {})
     settings["weights_dir"] = str(project_path(settings["weights_dir"]))
     return settings
+
+
+def detector_options(settings: dict) -> dict:
+    """The serving settings the Detector itself takes (routing, tiling, overlays, the uncertain band)."""
+    keys = ("uncertain_band", "overlay_size", "photo_overlay_size", "thumbnail_max_side", "max_tiles")
+    return {key: settings[key] for key in keys if key in settings}

@@ -101,7 +101,7 @@ def profile(upload: bytes, detector: Detector, torch_forwards: dict, rates: dict
                      "floor_basis": basis})
 
     decoded = decode_image(upload)
-    add("decode (JPEG, draft mode for large images)", timed(lambda: decode_image(upload), repeats),
+    add("decode (JPEG, full resolution)", timed(lambda: decode_image(upload), repeats),
         decoded.image.width * decoded.image.height * 3 / bandwidth * 1000,
         f"writing {decoded.image.width}x{decoded.image.height} RGB at memory bandwidth (entropy decoding excluded)")
     add("sha256 of the upload", timed(lambda: hashlib.sha256(upload).hexdigest(), repeats),

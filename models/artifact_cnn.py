@@ -11,12 +11,16 @@ Design notes (why, not what):
   moving them to 16x16 makes the network 4x cheaper to train and serve at the same parameter count, and the stride-2
   conv sees the full-resolution stem features, so no pixel is thrown away unseen. With stride 1 the stages run at
   32/16/8 px (the original layout, still loadable from its checkpoints).
+- `input_residual=True` (photo models, measured in docs/photo-data.md) feeds the stem x - up(down(x)) instead of x:
+  the pixels minus their 2x nearest-neighbour downsampled-then-upsampled copy (NPR, Tan et al., CVPR 2024). What
+  survives is the correlation between neighbouring pixels that a generator's upsampling layers leave behind.
 - Grad-CAM explains the last stage at 8x8 or finer: the last stage with stride 1, the middle one with stride 2 (the
   last is only 4x4 there, too coarse to show where on a 32 px image the evidence is).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,11 +52,19 @@ class MaxMeanPool(nn.Module):
         return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
 
 
+class UpsamplingResidual(nn.Module):
+    """x - nearest_up(x[..., ::2, ::2]): what a 2x nearest-neighbour round trip cannot reproduce (NPR)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coarse = F.interpolate(x[:, :, ::2, ::2], size=x.shape[-2:], mode="nearest")
+        return x - coarse
+
+
 class ArtifactCNN(nn.Module):
     """Custom CNN: full-resolution stem, three residual conv stages, global max+mean pooling, linear head."""
 
     def __init__(self, num_classes: int = 2, widths: tuple[int, ...] | list[int] = (32, 64, 128, 256),
-                 dropout: float = 0.1, first_stage_stride: int = 1) -> None:
+                 dropout: float = 0.1, first_stage_stride: int = 1, input_residual: bool = False) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError("widths must give 4 channel counts: stem and three stages")
@@ -60,6 +72,8 @@ class ArtifactCNN(nn.Module):
             raise ValueError(f"first_stage_stride must be 1 or 2, got {first_stage_stride}")
         self.gradcam_layer = "stages.2" if first_stage_stride == 1 else "stages.1"
         stem_width, *stage_widths = widths
+        # weightless, so checkpoints without it load unchanged
+        self.input_transform = UpsamplingResidual() if input_residual else nn.Identity()
         self.stem = _conv_bn(3, stem_width)
         stages = []
         in_channels = stem_width
@@ -76,11 +90,11 @@ class ArtifactCNN(nn.Module):
         nn.init.zeros_(self.head[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.stages(self.stem(x))))
+        return self.head(self.pool(self.stages(self.stem(self.input_transform(x)))))
 
 
 def split_artifact_cnn(model: ArtifactCNN) -> tuple[nn.Module, nn.Module]:
     """(up to and including the Grad-CAM layer, the rest), for either stride of the first stage."""
     cut = int(model.gradcam_layer.split(".")[1]) + 1
-    return (nn.Sequential(model.stem, model.stages[:cut]),
+    return (nn.Sequential(model.input_transform, model.stem, model.stages[:cut]),
             nn.Sequential(model.stages[cut:], model.pool, model.head))

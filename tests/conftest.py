@@ -48,4 +48,26 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
     effnet = build_model("efficientnet_b0", **effnet_args)
     save_checkpoint(folder / "efficientnet_b0.pt", effnet,
                     tiny_metadata("efficientnet", "efficientnet_b0", effnet_args, effnet.gradcam_layer))
+    write_tiny_photo_pair(folder)
     return folder
+
+
+def tiny_photo_metadata(name: str, arch: str, arch_args: dict, gradcam_layer: str, aggregation: str = "mean",
+                        **overrides) -> dict:
+    """Metadata of an untrained photo model (64 px tiles), complete enough for the loader and the service."""
+    return tiny_metadata(name, arch, arch_args, gradcam_layer, input_size=64, profile="photo",
+                         tiling={"tile_size": 64, "aggregation": aggregation}, **overrides)
+
+
+def write_tiny_photo_pair(folder: Path) -> None:
+    """Random-init photo CNN and EfficientNet-B0 checkpoints under the configured file names."""
+    config = load_config()["models"]
+    torch.manual_seed(1)
+    cnn_args = {"widths": [8, 8, 16, 16], "first_stage_stride": 2}
+    cnn = build_model("artifact_cnn", **cnn_args)
+    save_checkpoint(folder / Path(config["cnn_photo"]["output"]).name, cnn,
+                    tiny_photo_metadata("cnn", "artifact_cnn", cnn_args, cnn.gradcam_layer))
+    effnet_args = config["efficientnet_photo"]["arch_args"]
+    effnet = build_model("efficientnet_b0", **effnet_args)
+    save_checkpoint(folder / Path(config["efficientnet_photo"]["output"]).name, effnet,
+                    tiny_photo_metadata("efficientnet", "efficientnet_b0", effnet_args, effnet.gradcam_layer))

@@ -83,9 +83,44 @@ def test_same_bytes_give_the_same_answer(client):
     assert first["verdict"] == second["verdict"] and first["explanation"] == second["explanation"]
 
 
-def test_large_photo_gets_a_domain_note_and_a_cifake_sized_image_does_not(client):
-    assert post_file(client, images.jpeg(800, 600)).get_json()["domain_note"]
+def test_a_cifake_sized_image_gets_no_note_and_an_other_thumbnail_says_it_was_resized(client):
     assert post_file(client, images.jpeg(32, 32)).get_json()["domain_note"] is None
+    assert "resized to 32x32" in post_file(client, images.jpeg(60, 40)).get_json()["domain_note"]
+
+
+@pytest.mark.parametrize("size, profile", [((64, 64), "thumbnail"), ((64, 20), "thumbnail"), ((65, 65), "photo"),
+                                           ((65, 10), "photo"), ((32, 32), "thumbnail"), ((800, 600), "photo")])
+def test_routing_at_and_around_the_thumbnail_boundary(client, size, profile):
+    """The longer side decides: up to 64 px the CIFAKE pair answers, beyond it the photo pair."""
+    body = post_file(client, images.jpeg(*size)).get_json()
+    assert body["profile"] == profile
+    assert [m["name"] for m in body["models"]] == ["cnn", "efficientnet"]
+    assert (body["tiles"] == 1) if profile == "thumbnail" else (body["tiles"] >= 1)
+
+
+def test_a_photo_is_scored_on_its_tiles_and_the_heatmap_places_them(client):
+    body = post_file(client, images.jpeg(800, 600)).get_json()
+    assert_matches_schema(body, "Prediction")
+    assert body["profile"] == "photo" and body["tiles"] == 16 and body["domain_note"] is None
+    heatmap = body["explanation"]["heatmap"]
+    assert len(heatmap["tiles"]) == 16
+    for x, y, width, height in heatmap["tiles"]:
+        assert 0 <= x and x + width <= 800 and 0 <= y and y + height <= 600 and width == height == 64
+    assert heatmap["width"] / heatmap["height"] == pytest.approx(800 / 600, rel=0.05)
+
+
+def test_a_photo_smaller_than_one_tile_on_a_side_is_padded_and_says_so(client):
+    body = post_file(client, images.png(300, 40)).get_json()
+    assert body["profile"] == "photo" and body["tiles"] >= 1
+    assert "smaller than one 64x64 tile" in body["domain_note"]
+    assert all(y == 0 for _, y, _, _ in body["explanation"]["heatmap"]["tiles"])
+
+
+def test_a_blank_image_says_there_is_nothing_to_judge(client):
+    from PIL import Image
+    for size in ((32, 32), (640, 480)):
+        body = post_file(client, images.encode(Image.new("RGB", size, (90, 90, 90)), "PNG")).get_json()
+        assert "blank" in body["domain_note"]
 
 
 def test_overlay_is_bounded_in_size(client):
@@ -93,7 +128,10 @@ def test_overlay_is_bounded_in_size(client):
     from PIL import Image
     body = post_file(client, images.jpeg(1200, 900)).get_json()
     overlay = Image.open(io.BytesIO(base64.b64decode(body["explanation"]["image"].split(",", 1)[1])))
-    assert overlay.format == "JPEG" and max(overlay.size) <= 256
+    assert overlay.format == "JPEG" and overlay.size == (512, 384), "the whole photo, at most 512 px a side"
+    thumbnail = post_file(client, images.jpeg(48, 48)).get_json()
+    overlay = Image.open(io.BytesIO(base64.b64decode(thumbnail["explanation"]["image"].split(",", 1)[1])))
+    assert max(overlay.size) <= 256
 
 
 def test_path_characters_in_the_file_name_are_neutralised(client):

@@ -76,34 +76,8 @@ def test_animated_gif_uses_its_first_frame():
     assert decoded.frames == 2 and decoded.image.size == (32, 32)
 
 
-def test_large_jpeg_is_decoded_at_reduced_scale_but_reports_its_size():
-    decoded = decode_image(images.jpeg(4000, 3000))
-    assert (decoded.width, decoded.height) == (4000, 3000)
-    assert 256 <= min(decoded.image.size) < 1000
-
-
-@pytest.mark.parametrize("size, decoded_size", [
-    ((2048, 1536), (256, 192)),  # 1/8: the longer side stays at 256
-    ((1024, 768), (256, 192)),   # 1/4
-    ((512, 512), (256, 256)),    # 1/2
-    ((300, 200), (300, 200)),    # halving would drop below 256: full size
-    ((32, 32), (32, 32)),        # CIFAKE
-])
-def test_large_jpegs_decode_at_the_smallest_dct_scale_that_keeps_256_px(size, decoded_size):
+@pytest.mark.parametrize("size", [(2048, 1536), (1001, 777), (512, 512), (300, 200), (32, 32)])
+def test_jpegs_decode_at_full_resolution_for_the_photo_tiles(size):
+    """No DCT-scaled (draft) decoding: the photo models must see the pixels the file holds."""
     decoded = decode_image(images.jpeg(*size))
-    assert decoded.image.size == decoded_size
-    assert (decoded.width, decoded.height) == size, "the reported size is the upload's own"
-
-
-@pytest.mark.parametrize("size, decoded", [((2048, 1536), (256, 192)), ((1001, 777), (501, 389)),
-                                           ((600, 300), (300, 150)), ((500, 300), (500, 300))])
-def test_large_jpegs_decode_at_the_largest_dct_reduction_that_keeps_256_px(size, decoded):
-    """Draft mode: the longer side stays at least 256 px; odd sizes get the same reduction as even ones."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (10, 20, 30)).save(buffer, "JPEG")
-    image = decode_image(buffer.getvalue())
-    assert image.image.size == decoded and (image.width, image.height) == size
+    assert decoded.image.size == size and (decoded.width, decoded.height) == size

@@ -1,4 +1,5 @@
-"""Preparing CIFAKE (or any REAL/FAKE dataset) from an archive or a folder into the project's data folder."""
+"""Preparing CIFAKE (or any REAL/FAKE dataset) and the photos-v1 corpus from an archive or a folder into the
+project's data folder."""
 from __future__ import annotations
 
 import logging
@@ -67,4 +68,64 @@ def prepare_dataset(source: str | Path, destination: str | Path, cache_dir: str 
         log.info("%s: %d images (%d FAKE)", split, len(items), sum(label for _, label in items))
         if cache_dir is not None:
             load_image_folder(target / split, input_size, cache_dir)
+    return target
+
+
+def _find_photo_corpus(folder: Path) -> Path | None:
+    """The folder holding manifest.csv beside REAL/ and FAKE/, up to two levels down, or None."""
+    candidates = [folder] + [p for p in folder.iterdir() if p.is_dir()]
+    candidates += [q for p in candidates[1:] for q in p.iterdir() if q.is_dir()]
+    for candidate in candidates:
+        if (candidate / "manifest.csv").is_file() and all((candidate / c).is_dir() for c in ("REAL", "FAKE")):
+            return candidate
+    return None
+
+
+def is_photo_corpus_source(source: str | Path) -> bool:
+    """Whether `source` (an archive or a folder) is the photo corpus rather than a train/test dataset."""
+    source = Path(source)
+    if source.is_dir():
+        return _find_photo_corpus(source) is not None
+    if source.is_file() and not zipfile.is_zipfile(source):
+        with tarfile.open(source) as handle:
+            return any(Path(name).name == "manifest.csv" for name in handle.getnames())
+    return False
+
+
+def prepare_photo_corpus(source: str | Path, target: str | Path) -> Path:
+    """Put the photo corpus (manifest.csv, REAL/, FAKE/) at `target`, from an archive (extracted) or a folder
+    (linked); check the manifest against the files; return `target`."""
+    from utils.photo_corpus import read_manifest
+
+    source, target = Path(source), Path(target)
+    if source.is_file():
+        staging = target.parent / ".extract"
+        if staging.exists():
+            shutil.rmtree(staging)
+        log.info("extracting %s", source)
+        _extract(source, staging)
+        found = _find_photo_corpus(staging)
+        if found is None:
+            raise FileNotFoundError(f"no manifest.csv beside REAL/ and FAKE/ in {source}")
+        if target.exists():
+            shutil.rmtree(target)
+        found.rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    elif source.is_dir():
+        found = _find_photo_corpus(source)
+        if found is None:
+            raise FileNotFoundError(f"no manifest.csv beside REAL/ and FAKE/ in {source}")
+        if found.resolve() != target.resolve():
+            if target.exists() or target.is_symlink():
+                raise FileExistsError(f"{target} already exists; remove it to link another copy")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(found.resolve(), target_is_directory=True)
+    else:
+        raise FileNotFoundError(f"no archive or folder at {source}")
+    records = read_manifest(target)
+    missing = [r.path.name for r in records if not r.path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} files of the manifest are missing, e.g. {missing[0]}")
+    log.info("photo corpus: %d crops (%d FAKE) of %d source images", len(records), sum(r.label for r in records),
+             len({r.group for r in records}))
     return target

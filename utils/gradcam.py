@@ -87,22 +87,47 @@ class GradCamExplainer:
     Both give the same map as pytorch-grad-cam run on the whole model (tests/test_gradcam.py).
     """
 
-    def __init__(self, split: GradCamSplit, input_size: int, runtime: str = "torch", threads: int = 1) -> None:
+    def __init__(self, split: GradCamSplit, input_size: int, runtime: str = "torch", threads: int = 1,
+                 tile_batch: int | None = None) -> None:
         with torch.no_grad():
             example = split.prefix(torch.zeros(1, 3, input_size, input_size))
             num_classes = split.suffix(example).shape[1]
         self._input_size = input_size
-        self._gradient = None
+        self._gradient = self._tile_gradient = None
         if runtime == "onnxruntime":
             try:
                 self._gradient = OnnxGradient(split.suffix, example, num_classes, threads)
+                if tile_batch:
+                    self._tile_gradient = OnnxGradient(split.suffix, example, num_classes, threads, tile_batch)
             except (UnsupportedLayer, ImportError) as exc:
                 log.info("Grad-CAM uses PyTorch autograd for this model (%s)", exc)
+                self._gradient = self._tile_gradient = None
             except Exception:  # an export failure must not take the service down; autograd still works
                 log.exception("exporting the Grad-CAM gradient graph failed; using PyTorch autograd")
+                self._gradient = self._tile_gradient = None
         self.runtime = "onnxruntime" if self._gradient else "torch"
         self._model = None if self._gradient else _FromLayerOutput(explain_graph(split.suffix, example)).eval()
         self._lock = threading.Lock()
+
+    def tile_gradients(self, layer_outputs: np.ndarray, class_index: int) -> np.ndarray:
+        """d(logit of `class_index`)/d(layer output) for each of a photo's tiles, (K, C, h, w)."""
+        activations = np.ascontiguousarray(layer_outputs, dtype=np.float32)
+        if self._tile_gradient is not None:  # one ONNX call per `batch` tiles, the last one zero-padded
+            batch = self._tile_gradient.batch
+            out = []
+            for start in range(0, len(activations), batch):
+                chunk = activations[start:start + batch]
+                padded = np.zeros((batch, *activations.shape[1:]), dtype=np.float32)
+                padded[:len(chunk)] = chunk
+                out.append(self._tile_gradient(padded, class_index)[:len(chunk)])
+            return np.concatenate(out)
+        if self._gradient is not None:
+            return np.concatenate([self._gradient(activations[k:k + 1], class_index)
+                                   for k in range(len(activations))])
+        leaf = torch.from_numpy(activations.copy()).requires_grad_(True)
+        with self._lock, torch.enable_grad():
+            self._model(leaf)[:, class_index].sum().backward()
+        return leaf.grad.numpy()
 
     def heatmap(self, layer_output: np.ndarray | torch.Tensor, class_index: int) -> np.ndarray:
         """Grad-CAM map in [0, 1], `input_size` pixels square, for one image's layer output (1, C, h, w)."""

@@ -29,10 +29,8 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
                "BMP": "image/bmp", "TIFF": "image/tiff"}
 
-# Large JPEGs are decoded at a reduced DCT scale (1/2, 1/4 or 1/8), the smallest that keeps the longer side at
-# least this many pixels: enough for the 256 px overlay and 8x the models' input. Training and serving both decode
-# through here, so the model sees the same pixels either way.
-DRAFT_MIN_SIDE = 256
+# JPEGs are decoded at full resolution: the photo models score native-resolution tiles, so a reduced DCT scale
+# (PIL's draft mode, used while every upload was shrunk to 32 px) would hand them pixels no camera produced.
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
@@ -75,14 +73,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _draft_scale(width: int, height: int) -> int:
-    """The largest JPEG DCT reduction (8, 4, 2 or 1) that keeps the longer side at least DRAFT_MIN_SIDE."""
-    for scale in (8, 4, 2):
-        if max(width, height) // scale >= DRAFT_MIN_SIDE:
-            return scale
-    return 1
-
-
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode image bytes safely to RGB; raise InvalidImage, UnsupportedImageType or ImageTooLarge."""
     if not data:
@@ -104,12 +94,6 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 image.seek(0)
-            if fmt == "JPEG":
-                scale = _draft_scale(width, height)
-                if scale > 1:
-                    # PIL picks the reduction from original // requested size: rounding up would halve it
-                    # for odd sizes (1001 // 501 == 1)
-                    image.draft("RGB", (width // scale, height // scale))
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)

@@ -111,23 +111,30 @@ class OnnxGradient:
     model whose layers it does not cover, and ImportError without ONNX Runtime.
     """
 
-    def __init__(self, suffix: nn.Module, example_layer_output: torch.Tensor, num_classes: int, threads: int) -> None:
+    def __init__(self, suffix: nn.Module, example_layer_output: torch.Tensor, num_classes: int, threads: int,
+                 batch: int = 1) -> None:
         import onnxruntime  # noqa: F401  (fail early, before the export, when it is missing)
 
-        gradient_graph = GradientGraph(suffix, example_layer_output[:1])
+        # `batch` > 1 serves a photo's tiles in one call (padded up to it): in eval mode no layer mixes the rows of
+        # a batch, so each row's gradient is the one it would have alone
+        example = example_layer_output[:1].expand(batch, *example_layer_output.shape[1:]).contiguous()
+        gradient_graph = GradientGraph(suffix, example)
         graph = io.BytesIO()
-        target = torch.zeros(1, num_classes)
+        target = torch.zeros(batch, num_classes)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # as in OnnxForward
-            torch.onnx.export(gradient_graph, (example_layer_output[:1], target), graph, dynamo=False,
+            torch.onnx.export(gradient_graph, (example, target), graph, dynamo=False,
                               opset_version=17, input_names=["layer_output", "target"],
                               output_names=["logits", "gradient"])
         self._session = _cpu_session(graph.getvalue(), threads)
         self._num_classes = num_classes
+        self.batch = batch
 
     def __call__(self, layer_output: np.ndarray, class_index: int) -> np.ndarray:
-        target = np.zeros((1, self._num_classes), dtype=np.float32)
-        target[0, class_index] = 1.0
+        if len(layer_output) != self.batch:
+            raise ValueError(f"this gradient graph takes batches of {self.batch}, got {len(layer_output)}")
+        target = np.zeros((self.batch, self._num_classes), dtype=np.float32)
+        target[:, class_index] = 1.0
         _, gradient = self._session.run(None, {"layer_output": np.ascontiguousarray(layer_output, dtype=np.float32),
                                                "target": target})
         return gradient

@@ -426,5 +426,15 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
 
 
 def run_cli(model_key: str, description: str) -> None:
-    """Entry point for the training scripts: user mistakes (bad folder, bad flag value) exit 2 with one line."""
+    """Entry point for the training scripts: user mistakes (bad folder, bad flag value) exit 2 with one line.
+
+    `--profile photo` trains the model's photo counterpart (config models.<model_key>_photo) on the native-
+    resolution corpus instead (utils/photo_training.py).
+    """
+    import sys
+
+    if "--profile" in sys.argv[1:] or any(arg.startswith("--profile=") for arg in sys.argv[1:]):
+        from utils import photo_training
+        run_entry_point(lambda: photo_training.main(f"{model_key}_photo", description=description))
+        return
     run_entry_point(lambda: main(model_key, description=description))

@@ -11,7 +11,7 @@ function jet(v) {
 }
 
 /**
- * Paint the heatmap at its own resolution (32×32 for CIFAKE models). CSS stretches the canvas over the image, and
+ * Paint the heatmap at its own resolution (32×32 for CIFAKE models, up to 64 cells a side over a photo). CSS stretches the canvas over the image, and
  * the browser's smoothing while it does so gives the usual soft Grad-CAM look without resampling here.
  */
 export function drawHeatmap(canvas, heatmap) {
@@ -23,7 +23,9 @@ export function drawHeatmap(canvas, heatmap) {
   for (let y = 0; y < height; y += 1) {
     for (let x = 0; x < width; x += 1) {
       const offset = 4 * (y * width + x);
-      const [r, g, b] = jet(values[y][x]);
+      const value = values[y][x];
+      if (value === null) continue; // a part of a photo no tile covered: left transparent
+      const [r, g, b] = jet(value);
       pixels.data[offset] = r;
       pixels.data[offset + 1] = g;
       pixels.data[offset + 2] = b;
