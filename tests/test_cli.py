@@ -37,6 +37,19 @@ def test_scores_a_folder_to_jsonl_in_sorted_order(tiny_weights_dir, cifake_test_
         assert abs(row["p_fake"] - (row["p_fake_cnn"] + row["p_fake_efficientnet"]) / 2) < 1e-5
 
 
+def test_a_mixed_folder_names_the_pair_that_answered_each_image(tiny_weights_dir, tmp_path):
+    photos = Path(__file__).parent / "fixtures" / "photo_val_sample" / "FAKE"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a_thumb.jpg").write_bytes(images.jpeg(32, 32))
+    (tmp_path / "in" / "b_photo.jpg").write_bytes(sorted(photos.glob("*.jpg"))[0].read_bytes())
+    output = tmp_path / "scores.csv"
+    assert main(["predict", str(tmp_path / "in"), "--format", "csv", "--weights-dir", str(tiny_weights_dir),
+                 "--output", str(output), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(output)))
+    assert [(r["profile"], r["tiles"]) for r in rows] == [("thumbnail", "1"), ("photo", "16")]
+    assert all(r["p_fake_cnn"] and r["p_fake_efficientnet"] for r in rows)
+
+
 def test_csv_output_keeps_going_past_a_bad_file(tiny_weights_dir, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(images.jpeg())

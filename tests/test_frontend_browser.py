@@ -319,6 +319,18 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
     assert not _visible(browser, "result-error")
 
 
+def test_a_photo_upload_names_the_photo_models_and_paints_the_heatmap_over_the_whole_image(server, browser):
+    photo = sorted((Path(__file__).parent / "fixtures" / "photo_val_sample" / "REAL").glob("*.jpg"))[0]
+    status, expected = server.request("POST", "/api/predict", photo.read_bytes(), "image/jpeg")
+    assert status == 200 and expected["profile"] == "photo"
+    _open(browser, server.base)
+    _upload(browser, photo)
+    _wait_all_settled(browser, 1)
+    assert f"photo models, {expected['tiles']} tiles" in _text(browser, "result-facts")
+    size = browser.execute_script("const c = document.getElementById('heatmap-canvas'); return [c.width, c.height];")
+    assert size == [expected["explanation"]["heatmap"]["width"], expected["explanation"]["heatmap"]["height"]]
+
+
 def test_dropped_files_are_queued_analysed_in_turn_and_selectable(server, browser, cifake_test_sample):
     from selenium.webdriver.common.by import By
 
@@ -437,7 +449,7 @@ def test_the_page_never_requests_another_origin(server, browser, cifake_test_sam
     _open(browser, server.base)
     _upload(browser, _first(cifake_test_sample, "REAL"))
     _wait_all_settled(browser, 1)
-    _wait(browser, _js("document.querySelectorAll('#about-models article').length === 2"),
+    _wait(browser, _js("document.querySelectorAll('#about-models article').length === 4"),
           "the about panel was not filled")
     urls = _requested_urls(browser)
     assert any(url.endswith("/api/predict") for url in urls)

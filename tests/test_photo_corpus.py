@@ -99,3 +99,21 @@ def test_the_real_corpus_split_keeps_every_group_on_one_side():
     train, val = split_by_group(records, 0.15, 0)
     assert not {records[i].group for i in train} & {records[i].group for i in val}
     assert {records[i].source for i in val} == {r.source for r in records}
+
+
+def test_prepare_data_unpacks_the_photo_corpus_from_an_archive_and_checks_it(tmp_path):
+    import tarfile
+
+    from utils.data_prep import is_photo_corpus_source, prepare_photo_corpus
+
+    sample = Path(__file__).parent / "fixtures" / "photo_val_sample"
+    archive = tmp_path / "photos.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(sample, arcname="photos-v1")
+    assert is_photo_corpus_source(archive) and is_photo_corpus_source(sample)
+    assert not is_photo_corpus_source(Path(__file__).parent / "fixtures" / "cifake_test_sample")
+    target = prepare_photo_corpus(archive, tmp_path / "data" / "photos-v1")
+    assert len(read_manifest(target)) == 64
+    (target / "REAL" / sorted(p.name for p in (target / "REAL").iterdir())[0]).unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        prepare_photo_corpus(target, target)

@@ -6,6 +6,7 @@ import logging
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from utils.data import load_image_folder, scan_image_folder
@@ -37,25 +38,23 @@ def _extract(archive: Path, destination: Path) -> None:
             handle.extractall(destination, filter="data")  # refuses links and paths outside destination
 
 
-def prepare_dataset(source: str | Path, destination: str | Path, cache_dir: str | Path | None,
-                    input_size: int = 32) -> Path:
-    """Put the dataset at <destination>/cifake/{train,test}/{REAL,FAKE} and pre-decode it; return that root."""
-    source, destination = Path(source), Path(destination)
-    target = destination / "cifake"
+def _place(source: Path, target: Path, find: Callable[[Path], Path]) -> None:
+    """Put the dataset `find` locates inside `source` at `target`: extracted from an archive (replacing what was
+    there), or linked from a folder."""
     if source.is_file():
-        staging = destination / ".extract"
+        staging = target.parent / ".extract"
         if staging.exists():
             shutil.rmtree(staging)
         log.info("extracting %s", source)
         _extract(source, staging)
-        found = _find_dataset_root(staging)
+        found = find(staging)
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         found.rename(target)
         shutil.rmtree(staging, ignore_errors=True)
     elif source.is_dir():
-        found = _find_dataset_root(source)
+        found = find(source)
         if found.resolve() != target.resolve():
             if target.exists() or target.is_symlink():
                 raise FileExistsError(f"{target} already exists; remove it to link another copy")
@@ -63,6 +62,13 @@ def prepare_dataset(source: str | Path, destination: str | Path, cache_dir: str 
             target.symlink_to(found.resolve(), target_is_directory=True)
     else:
         raise FileNotFoundError(f"no archive or folder at {source}")
+
+
+def prepare_dataset(source: str | Path, destination: str | Path, cache_dir: str | Path | None,
+                    input_size: int = 32) -> Path:
+    """Put the dataset at <destination>/cifake/{train,test}/{REAL,FAKE} and pre-decode it; return that root."""
+    target = Path(destination) / "cifake"
+    _place(Path(source), target, _find_dataset_root)
     for split in ("train", "test"):
         items = scan_image_folder(target / split)
         log.info("%s: %d images (%d FAKE)", split, len(items), sum(label for _, label in items))
@@ -71,24 +77,30 @@ def prepare_dataset(source: str | Path, destination: str | Path, cache_dir: str 
     return target
 
 
-def _find_photo_corpus(folder: Path) -> Path | None:
-    """The folder holding manifest.csv beside REAL/ and FAKE/, up to two levels down, or None."""
+def _find_photo_corpus(folder: Path) -> Path:
+    """The folder holding manifest.csv beside REAL/ and FAKE/, searched up to two levels down."""
     candidates = [folder] + [p for p in folder.iterdir() if p.is_dir()]
     candidates += [q for p in candidates[1:] for q in p.iterdir() if q.is_dir()]
     for candidate in candidates:
         if (candidate / "manifest.csv").is_file() and all((candidate / c).is_dir() for c in ("REAL", "FAKE")):
             return candidate
-    return None
+    raise FileNotFoundError(f"no manifest.csv beside REAL/ and FAKE/ found in {folder}")
 
 
 def is_photo_corpus_source(source: str | Path) -> bool:
     """Whether `source` (an archive or a folder) is the photo corpus rather than a train/test dataset."""
     source = Path(source)
     if source.is_dir():
-        return _find_photo_corpus(source) is not None
+        try:
+            return bool(_find_photo_corpus(source))
+        except FileNotFoundError:
+            return False
     if source.is_file() and not zipfile.is_zipfile(source):
-        with tarfile.open(source) as handle:
-            return any(Path(name).name == "manifest.csv" for name in handle.getnames())
+        try:
+            with tarfile.open(source) as handle:
+                return any(Path(name).name == "manifest.csv" for name in handle.getnames())
+        except tarfile.TarError:
+            return False  # not an archive at all: prepare_dataset says what is wrong with it
     return False
 
 
@@ -97,31 +109,8 @@ def prepare_photo_corpus(source: str | Path, target: str | Path) -> Path:
     (linked); check the manifest against the files; return `target`."""
     from utils.photo_corpus import read_manifest
 
-    source, target = Path(source), Path(target)
-    if source.is_file():
-        staging = target.parent / ".extract"
-        if staging.exists():
-            shutil.rmtree(staging)
-        log.info("extracting %s", source)
-        _extract(source, staging)
-        found = _find_photo_corpus(staging)
-        if found is None:
-            raise FileNotFoundError(f"no manifest.csv beside REAL/ and FAKE/ in {source}")
-        if target.exists():
-            shutil.rmtree(target)
-        found.rename(target)
-        shutil.rmtree(staging, ignore_errors=True)
-    elif source.is_dir():
-        found = _find_photo_corpus(source)
-        if found is None:
-            raise FileNotFoundError(f"no manifest.csv beside REAL/ and FAKE/ in {source}")
-        if found.resolve() != target.resolve():
-            if target.exists() or target.is_symlink():
-                raise FileExistsError(f"{target} already exists; remove it to link another copy")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(found.resolve(), target_is_directory=True)
-    else:
-        raise FileNotFoundError(f"no archive or folder at {source}")
+    target = Path(target)
+    _place(Path(source), target, _find_photo_corpus)
     records = read_manifest(target)
     missing = [r.path.name for r in records if not r.path.is_file()]
     if missing:

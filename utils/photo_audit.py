@@ -106,6 +106,20 @@ def manifest_cues(records: list[PhotoRecord]) -> dict[str, float]:
             "original size (log width, log height)": cross_validated_auc(size, labels, groups)}
 
 
+def quantisation_table_cue(records: list[PhotoRecord]) -> float:
+    """AUC of the stored files' JPEG quantisation tables (one category per distinct set of tables)."""
+    keys = []
+    for record in records:
+        with Image.open(record.path) as image:
+            tables = getattr(image, "quantization", None) or {}
+            keys.append(repr(sorted((k, tuple(v)) for k, v in tables.items())))
+    distinct = sorted(set(keys))
+    if len(distinct) == 1:
+        return 0.5  # every file has the same tables: they cannot tell the classes apart
+    one_hot = np.array([[key == d for d in distinct] for key in keys], dtype=float)
+    return cross_validated_auc(one_hot, np.array([r.label for r in records]), np.array([r.group for r in records]))
+
+
 def pixel_cues(arrays: list[np.ndarray], labels: np.ndarray, groups: np.ndarray,
                weights: np.ndarray | None = None) -> dict[str, float]:
     """AUC of each pixel cue of CUES, plus the size of what was fed."""
@@ -131,6 +145,8 @@ def audit(corpus: Path, model_key: str = "cnn_photo", sample: int = 3000, seed: 
     log.info("decoding %d crops for the stored-crop cues", len(chosen))
     results["crops as stored (uniform weights)"] = pixel_cues(
         [decode_crop(records[i].path) for i in chosen], labels[chosen], groups[chosen])
+    results["crops as stored (uniform weights)"]["JPEG quantisation tables of the files"] = \
+        quantisation_table_cue(records)
     results["crops as stored, content-balancing weights"] = {
         name: cross_validated_auc(np.stack([CUES[name](decode_crop(records[i].path)) for i in chosen]),
                                   labels[chosen], groups[chosen], content_balancing_weights(records)[chosen])

@@ -9,9 +9,16 @@ function trainedOn(model) {
   const training = model.training ?? {};
   const images = training.train_images ? `${training.train_images.toLocaleString("en")} ` : "";
   const start = training.pretrained ? `Started from ImageNet weights, then trained` : "Trained from scratch";
+  if (model.profile === "photo") {
+    return (
+      `${start} on ${images}native-resolution crops of real photos and art and of images from about twenty ` +
+      `generators (2021-2023), in ${model.input_size}×${model.input_size} tiles. It answers images larger than ` +
+      `thumbnails, scored on up to ${model.tiling?.max_tiles ?? "16"} tiles spread over the image.`
+    );
+  }
   return (
     `${start} on ${images}CIFAKE training images at ${model.input_size}×${model.input_size} pixels: ` +
-    "CIFAR-10 photos as REAL and Stable Diffusion 1.4 images as FAKE."
+    "CIFAR-10 photos as REAL and Stable Diffusion 1.4 images as FAKE. It answers thumbnails."
   );
 }
 
@@ -38,14 +45,18 @@ function metricsBlock(model) {
       class: "muted mt-2 text-xs",
       text: split === "test"
         ? "Measured on the held-out CIFAKE test set. ECE: calibration error, lower is better."
-        : "Measured on a validation split of CIFAKE (no test-set figures recorded). ECE: calibration error, lower is better.",
+        : model.profile === "photo"
+          ? "Measured on a validation split of the photo corpus (whole source images held out). ECE: calibration error, lower is better."
+          : "Measured on a validation split of CIFAKE (no test-set figures recorded). ECE: calibration error, lower is better.",
     }));
 }
 
 function modelPanel(model) {
   const facts = [model.arch, `${count(model.parameters)} parameters`, `${model.input_size}×${model.input_size} input`];
-  return el("article", { class: "rounded-xl border border-slate-200 p-4 dark:border-slate-700", dataset: { model: model.name } },
-    el("h3", { class: "font-semibold", text: modelName(model.name) }),
+  const pair = model.profile === "photo" ? "photos" : "thumbnails";
+  return el("article", { class: "rounded-xl border border-slate-200 p-4 dark:border-slate-700",
+    dataset: { model: model.name, profile: model.profile ?? "thumbnail" } },
+    el("h3", { class: "font-semibold", text: `${modelName(model.name)} · ${pair}` }),
     el("p", { class: "muted text-xs", text: facts.join(" · ") }),
     el("p", { class: "mt-2 text-sm", text: archDescription(model.arch) }),
     el("p", { class: "mt-2 text-sm", text: trainedOn(model) }),
@@ -56,10 +67,14 @@ function modelPanel(model) {
 export function renderAbout(body) {
   $("about-status").hidden = true;
   $("about-models").replaceChildren(...body.models.map(modelPanel));
-  const { threshold, uncertain_band: band } = body.ensemble;
+  const { threshold, thresholds, uncertain_band: band } = body.ensemble;
+  const side = body.routing?.thumbnail_max_side ?? 64;
+  const photo = thresholds?.photo;
   $("about-ensemble").textContent =
-    `The verdict is the mean of the models' calibrated probabilities: AI-generated from ${percent(threshold, 0)} up, ` +
-    `and “uncertain” when it lies within ${percent(band, 0)} of that threshold.`;
+    `Images up to ${side} pixels a side go to the thumbnail pair, larger ones to the photo pair. The verdict is the ` +
+    `mean of the pair's calibrated probabilities: AI-generated from ${percent(threshold, 0)} up for thumbnails` +
+    (typeof photo === "number" ? ` and from ${percent(photo, 0)} up for photos` : "") +
+    `, and “uncertain” when it lies within ${percent(band, 0)} of that threshold.`;
 }
 
 /** Say why the panel is still empty. */

@@ -220,7 +220,8 @@ export function renderDetail(item, limits) {
   $("result-heading").textContent = item.name;
   $("result-facts").textContent = result
     ? `${result.input.width}×${result.input.height} ${result.input.format} · ${bytes(result.input.bytes)}` +
-      (result.input.frames > 1 ? ` · ${result.input.frames} frames` : "")
+      (result.input.frames > 1 ? ` · ${result.input.frames} frames` : "") +
+      (result.profile === "photo" ? ` · photo models, ${result.tiles} tiles` : " · thumbnail models")
     : bytes(item.file.size);
   $("result-panel").setAttribute("aria-busy", String(item.status === "analysing" || item.status === "queued"));
   $("analysing-overlay").hidden = !(item.status === "analysing" || item.status === "queued");
