@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models import build_model, load_imagenet_weights
-from utils.checkpoint import git_commit, save_checkpoint, utc_now
+from utils.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.inference import predict_logits
 from utils.metrics import binary_metrics
@@ -289,3 +289,38 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     save_checkpoint(output, model, metadata)
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output
+
+
+def recalibrate(path: Path, model_key: str) -> dict:
+    """Refit a photo checkpoint's aggregation rule, temperature, bias and threshold on the validation split of the
+    current code, leaving its weights alone; the checkpoint records that it was recalibrated."""
+    config = load_config()
+    model_cfg = config["models"][model_key]
+    model, metadata = load_checkpoint(path)
+    spec = PreprocessSpec.from_metadata(metadata)
+    records = read_manifest(project_path(metadata["training"]["data_dir"]))
+    held_out = metadata["training"].get("held_out_family")
+    records = [r for r in records if r.family != held_out] if held_out else records
+    split = metadata["training"]["split"]
+    _, val_idx = split_by_group(records, split["val_fraction"], split["seed"])
+    val = tile_crops([records[i] for i in val_idx], spec.input_size, model_cfg["tiling"]["max_tiles"])
+    calibration = calibrate(model, val, spec, torch.device("cpu"))
+    metadata.update(temperature=calibration["temperature"], threshold=calibration["threshold"])
+    metadata["tiling"].update(aggregation=calibration["rule"], bias=calibration["bias"],
+                              aggregation_candidates=calibration["candidates"])
+    metadata["metrics"]["val"] = calibration["val_metrics"]
+    metadata["recalibrated_at"] = utc_now()
+    save_checkpoint(path, model, metadata)
+    return calibration
+
+
+if __name__ == "__main__":  # python -m utils.photo_training recalibrate CHECKPOINT MODEL_KEY
+    import sys
+
+    from utils.entry_point import run_entry_point
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if len(sys.argv) != 4 or sys.argv[1] != "recalibrate":
+        sys.exit("usage: python -m utils.photo_training recalibrate CHECKPOINT cnn_photo|efficientnet_photo")
+    run_entry_point(lambda: print(json.dumps({k: v for k, v in recalibrate(Path(sys.argv[2]), sys.argv[3]).items()
+                                               if k != "val_metrics"}, indent=1)))
