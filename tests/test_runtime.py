@@ -75,6 +75,8 @@ def test_an_unknown_runtime_is_refused():
 @pytest.fixture(scope="module")
 def sample_images(cifake_test_sample):
     paths = [p for p, _ in scan_image_folder(cifake_test_sample)][::4]  # 50 images, both classes
+    photos = cifake_test_sample.parent / "photo_val_sample"
+    paths += [p for p, _ in scan_image_folder(photos)][::8]  # 8 photo crops: the photo pair on 16 tiles each
     raw = [p.read_bytes() for p in paths]
     return [decode_image(data) for data in raw], raw
 
