@@ -57,7 +57,7 @@ lofo: $(STAMP)  ## leave-one-family-out: the photo CNN retrained without each ge
 	done
 
 evaluate-photo: $(STAMP)  ## docs/photo-evaluation.md: the photo pair on validation, sd-vs-coco-200, robustness, LOFO
-	$(PY) evaluate.py --profile photo --fit-pair --lofo-dir runs/lofo
+	$(PY) evaluate.py --profile photo --fit-pair --lofo-dir runs/lofo --robustness-sample 200
 
 evaluate: $(STAMP)  ## the reports committed under docs/reports
 	$(PY) evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test --title "CIFAKE test" --dedupe-against data/cifake/train
