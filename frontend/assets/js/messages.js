@@ -12,8 +12,7 @@ const ARCH_DESCRIPTIONS = {
     "A small convolutional network written for this project. Its first layer sees every pixel at full resolution, " +
     "where the fine pixel patterns that image generators leave behind are easiest to see.",
   efficientnet_b0:
-    "EfficientNet-B0, a widely used image classifier, adapted to tiny 32×32 inputs and trained to tell " +
-    "photos from generated images.",
+    "EfficientNet-B0, a widely used image classifier, trained here to tell photos from generated images.",
 };
 
 /** A reader-friendly model name; unknown models keep the name the API gives them. */
