@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     rates = machine_rates(args.threads)
     settings = serving_settings({"weights_dir": args.weights_dir} if args.weights_dir else None)
-    detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"], runtime="onnxruntime",
+    # the thumbnail (CIFAKE) pair's stages, every upload resized for it; docs/photo-models.md profiles the photo pair
+    thumbnail_files = {k: v for k, v in settings["model_files"].items() if not k.endswith("_photo")}
+    detector = Detector.from_weights_dir(settings["weights_dir"], thumbnail_files, runtime="onnxruntime",
                                          threads=args.threads, overlay_size=settings["overlay_size"])
     torch.set_num_threads(args.threads)
     torch_forwards = {m.name: TorchForward(split_at_gradcam_layer(m.metadata["arch"], m.model))
