@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models import build_model, load_imagenet_weights
-from utils.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
+from utils.checkpoint import load_checkpoint, save_checkpoint, utc_now
 from utils.config import load_config, project_path
 from utils.inference import predict_logits
 from utils.metrics import binary_metrics
@@ -32,7 +32,7 @@ from utils.photo_corpus import FAMILIES, PhotoRecord, content_balancing_weights,
 from utils.photo_dataset import TiledCrops, TrainingPool, build_training_pool, sample_batch, tile_crops
 from utils.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
 from utils.tile_aggregation import aggregate_per_image, fit_aggregation, p_fake_from_margin, tile_margins
-from utils.training import _lr_factor, build_optimizer, write_history
+from utils.training import _lr_factor, build_optimizer, save_trained, write_history
 
 log = logging.getLogger(__name__)
 
@@ -282,13 +282,8 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             "device": str(device), "threads": torch.get_num_threads(), "history": history,
         },
         "metrics": {"val": calibration["val_metrics"], "test": None},
-        "created_at": utc_now(),
-        "git_commit": git_commit(),
     }
-    output = project_path(args.output or model_cfg["output"])
-    save_checkpoint(output, model, metadata)
-    log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
-    return output
+    return save_trained(model, metadata, project_path(args.output or model_cfg["output"]))
 
 
 def recalibrate(path: Path, model_key: str) -> dict:

@@ -416,11 +416,13 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             "device": str(device), "bf16": bf16, "history": history,
         },
         "metrics": {"val": calibration["val_metrics"], "test": test_metrics},
-        "created_at": utc_now(),
-        "git_commit": git_commit(),
     }
-    output = project_path(args.output or model_cfg["output"])
-    save_checkpoint(output, model, metadata)
+    return save_trained(model, metadata, project_path(args.output or model_cfg["output"]))
+
+
+def save_trained(model: nn.Module, metadata: dict, output: Path) -> Path:
+    """Stamp a trained model's metadata with the time and the git commit, write its checkpoint, log the size."""
+    save_checkpoint(output, model, {**metadata, "created_at": utc_now(), "git_commit": git_commit()})
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output
 
