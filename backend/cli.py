@@ -91,7 +91,7 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
     `workers` chunks are read, decoded and scored at once, each on its own thread. Decoding releases the GIL for
     most of its work and the model runtimes release it while they run, so on a machine with that many cores the
     chunks proceed in parallel: two single-threaded chunks at a time scored CIFAKE's test split faster than one
-    chunk at a time on two runtime threads (README, "Speed"). At most `workers` chunks are being decoded
+    chunk at a time on two runtime threads (docs/speed.md). At most `workers` chunks are being decoded
     and scored, and one more waits its turn. When the caller stops early or a chunk fails, chunks not yet started
     are cancelled.
     """

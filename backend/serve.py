@@ -11,7 +11,7 @@ Settings come from the environment (flags override them):
 Each worker builds the app, and so loads the models, in its own process; the workers together use the machine's
 cores without oversubscribing them. HTTP parsing, keep-alive and socket I/O run in granian's Rust threads,
 outside the GIL: against gunicorn's gthread workers this cut the server's CPU per 32x32 request from 3.4-3.8 to
-3.1-3.3 ms (README, "Speed"). Request bodies still stream to the app, so werkzeug's size limit answers 413 before an
+3.1-3.3 ms (docs/speed.md). Request bodies still stream to the app, so werkzeug's size limit answers 413 before an
 oversized body is read.
 """
 from __future__ import annotations
