@@ -42,6 +42,9 @@ SMALLER_THAN_TILE_NOTE = ("This {width}x{height} image is smaller than one {tile
 NO_PHOTO_MODELS_NOTE = ("The photo models are not installed, so this {width}x{height} image was resized to "
                         "{size}x{size} pixels for the thumbnail models, which were never trained on photos like it. "
                         "Treat the verdict with caution.")
+REDUCED_SCALE_NOTE = ("This {width}x{height} JPEG is too large for the server's decoding memory budget, so it was "
+                      "decoded at 1/{scale} of its size; the photo models saw that reduced copy, not its native "
+                      "pixels.")
 BLANK_NOTE = "This image is blank or almost uniform: there is nothing for the models to judge, whatever they say."
 BLANK_STD = 2.0  # grey-level standard deviation under which an image counts as blank (the corpus drops < 1.5);
 # measured on what the models saw, so a 2048 px photo costs 16 tiles' worth of arithmetic, not a second decode pass
@@ -233,7 +236,7 @@ class Detector:
         """The photo pair on native-resolution tiles of one image; each model's tile margins aggregated by its
         own validation-fitted rule, then calibrated by its temperature."""
         pair = self.pairs["photo"]
-        array = np.asarray(decoded.image, dtype=np.uint8)
+        array = decoded.pixels
         tiles: dict[PreprocessSpec, np.ndarray] = {}
         boxes: list[TileBox] = []
         blank = False
@@ -318,15 +321,15 @@ class Detector:
         winner, target = scored.pair[k], per_model[k]["label"]
         activations = scored.layer_outputs[k]
         gradients = winner.explainer.tile_gradients(activations, CLASS_NAMES.index(target))
-        width, height = decoded.image.size
+        height, width = decoded.pixels.shape[:2]
         heat = stitch_tile_maps(raw_tile_cams(activations, gradients), scored.boxes, width, height,
                                 HEATMAP_MAX_CELLS)
-        rgb = display_image(decoded.image, self.photo_overlay_size)
+        rgb = display_image(decoded.pixels, self.photo_overlay_size)
         values = [[None if np.isnan(v) else round(float(v), 3) for v in row] for row in heat]
         return {"model": winner.name, "method": "Grad-CAM", "target": target,
                 "layer": winner.metadata["gradcam_layer"], "image": jpeg_data_uri(overlay_jpeg(rgb, heat)),
                 "heatmap": {"width": int(heat.shape[1]), "height": int(heat.shape[0]), "values": values,
-                            "tiles": [box.to_json() for box in scored.boxes]}}
+                            "tiles": [_box_in_original(box, decoded) for box in scored.boxes]}}
 
     def _domain_note(self, decoded: DecodedImage, scored: ScoredImage) -> str | None:
         if scored.blank:
@@ -334,6 +337,8 @@ class Detector:
         profile = scored.profile
         width, height = decoded.width, decoded.height
         if profile == "photo":
+            if decoded.scale > 1:
+                return REDUCED_SCALE_NOTE.format(width=width, height=height, scale=decoded.scale)
             tile = self.pairs["photo"][0].spec.input_size
             if is_smaller_than_tile(width, height, tile):
                 return SMALLER_THAN_TILE_NOTE.format(width=width, height=height, tile=tile)
@@ -344,6 +349,15 @@ class Detector:
         if (width, height) != (size, size):
             return THUMBNAIL_INPUT_NOTE.format(width=width, height=height, size=size)
         return None
+
+
+def _box_in_original(box: TileBox, decoded: DecodedImage) -> list[int]:
+    """A tile's [x, y, width, height] in the upload's own pixels (a JPEG decoded at a reduced scale is larger)."""
+    if decoded.scale == 1:
+        return box.to_json()
+    x, y, width, height = (value * decoded.scale for value in box.to_json())
+    return [min(x, decoded.width - 1), min(y, decoded.height - 1), min(width, decoded.width - x),
+            min(height, decoded.height - y)]
 
 
 HEATMAP_MAX_CELLS = 64  # the whole-photo map's longer side in the JSON (the overlay image is finer)

@@ -30,7 +30,7 @@ POOL_VERSION = 1  # bump when the augmentation chain changes, so stale cached po
 
 def decode_crop(path: str | Path) -> np.ndarray:
     """A corpus crop as uint8 HxWx3, decoded by the service's own decoder (full resolution, EXIF applied)."""
-    return np.array(decode_image(Path(path).read_bytes()).image, dtype=np.uint8)
+    return decode_image(Path(path).read_bytes()).pixels
 
 
 def _augmented_variants(job: tuple[str, int, int, int, int, dict]) -> np.ndarray:

@@ -103,7 +103,7 @@ def jpeg_resave(array: np.ndarray, quality: int) -> np.ndarray:
     """Re-saved as JPEG at `quality` and decoded by the service's decoder."""
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "JPEG", quality=quality)
-    return np.asarray(decode_image(buffer.getvalue()).image, dtype=np.uint8)
+    return decode_image(buffer.getvalue()).pixels
 
 
 def downscale(array: np.ndarray, factor: float) -> np.ndarray:
@@ -233,7 +233,7 @@ def leave_one_family_out(lofo_dir: Path, records: list[PhotoRecord], val_idx: np
 def load_folder_arrays(folder: Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Every image of a REAL/FAKE folder, decoded by the service's decoder."""
     items = scan_image_folder(folder)
-    arrays = [np.asarray(decode_image(path.read_bytes()).image, dtype=np.uint8) for path, _ in items]
+    arrays = [decode_image(path.read_bytes()).pixels for path, _ in items]
     return arrays, np.array([label for _, label in items]), [str(path) for path, _ in items]
 
 
