@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 SHARED ?= ../shared/data
 
-.PHONY: run test test-fast venv data train-cnn train-efficientnet evaluate clean-venv
+.PHONY: run dev test test-fast venv data train-cnn train-efficientnet evaluate clean-venv
 
 venv: $(STAMP)
 
@@ -18,8 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve the API and the page with the shipped weights
-	$(PY) -m backend --host $(HOST) --port $(PORT)
+run: $(STAMP)  ## serve the API and the page with the shipped weights: the production server (granian, a worker per core)
+	$(PY) -m backend.serve --bind $(HOST):$(PORT)
+
+dev: $(STAMP)  ## Flask's own server with its reloader, for working on the code (not for production)
+	$(PY) -m backend --host $(HOST) --port $(PORT) --reload
 
 test: $(STAMP) browser-deps  ## the whole suite
 	$(PY) -m pytest

@@ -1,6 +1,7 @@
-"""`python -m backend --host 127.0.0.1 --port 5000`: serve the API and the page (threaded, for one machine).
+"""`python -m backend --host 127.0.0.1 --port 5000 [--reload]`: Flask's threaded server, for development (`make dev`).
 
-For production use `python -m backend.serve` (granian, several worker processes; see the README).
+It reads each request body in an app thread and has no body deadline: `make run` and production use
+`python -m backend.serve` (granian behind backend/asgi.py, a worker per core; see the README).
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=defaults["port"], help="port (default %(default)s)")
     parser.add_argument("--weights-dir", help="folder with cnn.pt and efficientnet_b0.pt (default saved_models/)")
     parser.add_argument("--cors-origins", help="comma-separated origins allowed to call /api (default *)")
+    parser.add_argument("--reload", action="store_true", help="restart when a source file changes (development)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in {"weights_dir": args.weights_dir, "cors_origins": args.cors_origins}.items() if v}
     app = create_app(overrides)
-    app.run(host=args.host, port=args.port, threaded=True, debug=False, use_reloader=False)
+    app.run(host=args.host, port=args.port, threaded=True, debug=False, use_reloader=args.reload)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         torch.set_num_threads(int(settings["torch_threads"]))
 
     app = Flask(__name__, static_folder=None)
+    # No redirects built from the client's Host header: "//" in a path is not merged into a redirect.
+    app.url_map.merge_slashes = False
     # Werkzeug answers 413 before reading a body over this; multipart framing gets a little headroom.
     app.config["MAX_CONTENT_LENGTH"] = settings["max_upload_bytes"] + 65536
     app.config["DETECTOR_SETTINGS"] = settings
@@ -50,9 +52,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.before_request
     def batch_body_limit():
-        # A batch may carry up to max_batch_files files of max_upload_bytes each.
         if request.path == "/api/predict/batch":
-            request.max_content_length = (settings["max_upload_bytes"] * settings["max_batch_files"]) + 65536
+            request.max_content_length = settings["max_batch_bytes"] + 65536
     register_error_handlers(app)
 
     @app.get("/")

@@ -3,22 +3,34 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from utils.errors import DetectorError, ImageTooLarge, InvalidImage, ModelUnavailable, UnsupportedImageType
+from utils.errors import (BadRequest, BatchBudgetSpent, DetectorError, ImageTooLarge, InvalidImage,
+                          ModelUnavailable, RequestTimeout, UnsupportedImageType)
 
 log = logging.getLogger(__name__)
+BATCH_PATH = "/api/predict/batch"
 
 STATUS_BY_ERROR: dict[type[DetectorError], int] = {
     InvalidImage: 400,
+    BadRequest: 400,
+    RequestTimeout: 408,
     ImageTooLarge: 413,
     UnsupportedImageType: 415,
     ModelUnavailable: 503,
+    BatchBudgetSpent: 503,
 }
 
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "image_too_large",
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "image_too_large",
               415: "unsupported_media_type", 500: "internal_error", 503: "model_unavailable"}
+
+
+class ClientGone(Exception):
+    """The client hung up while its request waited or ran (the production server says so): stop, answer nobody."""
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for it; only logs ever see it
 
 
 def error_body(code: str, message: str) -> dict:
@@ -41,14 +53,26 @@ def register_error_handlers(app: Flask) -> None:
     def _detector_error(error: DetectorError):
         return jsonify(error_body(error.code, error.message)), status_for(error)
 
+    @app.errorhandler(ClientGone)
+    def _client_gone(error: ClientGone):
+        log.info("client hung up before %s %s finished; its work was stopped", request.method, request.path)
+        return jsonify(error_body("client_closed_request", "the client closed the connection")), \
+            CLIENT_CLOSED_REQUEST
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         status = error.code or 500
         message = error.description or error.name
+        code = HTTP_CODES.get(status, error.name.lower().replace(" ", "_"))
         if status == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"the request is larger than the limit of {limit:,} bytes" if limit else message
-        response = jsonify(error_body(HTTP_CODES.get(status, error.name.lower().replace(" ", "_")), message))
+            limit = request.max_content_length
+            if request.path == BATCH_PATH:
+                code = "batch_too_large"
+                message = (f"the batch is larger than the limit of {limit:,} bytes (all files and their multipart "
+                           f"framing together)")
+            elif limit:
+                message = f"the request is larger than the limit of {limit:,} bytes"
+        response = jsonify(error_body(code, message))
         if status == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response, status

@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
-from utils.errors import ImageTooLarge, InvalidImage, UnsupportedImageType
+from utils.errors import BadRequest, ImageTooLarge, InvalidImage, UnsupportedImageType
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -27,7 +28,8 @@ def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
     boundary per request: that cost about 1 ms of server CPU per upload here, a fifth of a 32x32 request. This
     handles the form every HTTP client sends (no preamble, CRLF line ends, a closing delimiter); for anything
     else it returns None and the caller uses werkzeug's parser, so unusual bodies get the same treatment as before.
-    Header names are lower-cased; values are decoded as Latin-1, as HTTP headers are.
+    Header names are lower-cased; values are decoded as Latin-1, as HTTP headers are. Contents are memoryviews
+    into `body`.
     """
     if not boundary or len(boundary) > 200:
         return None
@@ -37,6 +39,7 @@ def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
         return None
     if not body.startswith(delimiter):
         return None
+    view = memoryview(body)  # parts are views: a batch's files are not copied out of its body all at once
     parts = []
     position = len(delimiter)
     while True:
@@ -57,15 +60,34 @@ def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
         content_end = body.find(b"\r\n" + delimiter, content_start)
         if content_end < 0:
             return None
-        parts.append((headers, body[content_start:content_end]))
+        parts.append((headers, view[content_start:content_end]))
         position = content_end + 2 + len(delimiter)
 
 
-def _multipart_files(request: Request, field: str) -> list[tuple[bytes, str | None]]:
+def _count_parts(body: bytes, boundary: str) -> int:
+    """How many parts a multipart body holds at most, from its delimiters (a bound, before any parsing)."""
+    try:
+        return max(0, body.count(b"--" + boundary.encode("latin-1")) - 1) if boundary else 0
+    except UnicodeEncodeError:
+        return 0
+
+
+def _multipart_files(request: Request, field: str, max_files: int) -> list[tuple[bytes | memoryview, str | None]]:
     """(content, raw file name) of every file in the multipart `field`, in order."""
-    parts = split_multipart(request.get_data(cache=True), request.mimetype_params.get("boundary", ""))
-    if parts is None:  # unusual framing: werkzeug's parser reads the cached body
-        return [(f.read(), f.filename) for f in request.files.getlist(field)]
+    body = request.get_data(cache=True)
+    boundary = request.mimetype_params.get("boundary", "")
+    parts_allowed = max_files + 16  # room for a few non-file fields beside the files
+    if _count_parts(body, boundary) > parts_allowed:
+        raise BadRequest(f"the multipart body has {_count_parts(body, boundary):,} parts; at most {max_files} "
+                         f"files are accepted per request")
+    parts = split_multipart(body, boundary)
+    if parts is None:  # unusual framing (LF line ends, a preamble): werkzeug's parser reads the cached body
+        try:
+            return [(f.read(), f.filename) for f in request.files.getlist(field)]
+        except RequestEntityTooLarge:  # werkzeug's form limits (parts, non-file field memory), not the image's size
+            raise BadRequest("the multipart body could not be read: a non-file field is over "
+                             f"{request.max_form_memory_size or 0:,} bytes, or it has over "
+                             f"{request.max_form_parts or 0:,} parts") from None
     files = []
     for headers, content in parts:
         _, options = parse_options_header(headers.get("content-disposition", ""))
@@ -78,12 +100,12 @@ def read_single_upload(request: Request, max_bytes: int) -> tuple[bytes, str | N
     """The image bytes of a /predict request and the client's (sanitised) file name."""
     content_type = (request.mimetype or "").lower()
     if content_type == "multipart/form-data":
-        files = _multipart_files(request, "image")
+        files = _multipart_files(request, "image", max_files=1)
         if not files:
             raise InvalidImage("no file in the multipart field 'image'")
         if len(files) > 1:
             raise InvalidImage("send one file to /api/predict, or several to /api/predict/batch")
-        data, name = files[0][0], safe_filename(files[0][1])
+        data, name = bytes(files[0][0]), safe_filename(files[0][1])
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
         data = request.get_data(cache=False)
         name = None
@@ -99,11 +121,12 @@ def read_single_upload(request: Request, max_bytes: int) -> tuple[bytes, str | N
     return data, name
 
 
-def read_batch_uploads(request: Request, max_files: int) -> list[tuple[bytes, str | None]]:
-    """All files in the multipart `image` fields of a /predict/batch request, in order."""
+def read_batch_uploads(request: Request, max_files: int) -> list[tuple[bytes | memoryview, str | None]]:
+    """All files in the multipart `image` fields of a /predict/batch request, in order (contents may be views
+    into the request body)."""
     if (request.mimetype or "").lower() != "multipart/form-data":
         raise InvalidImage("send files as multipart/form-data, each in a field named 'image'")
-    files = _multipart_files(request, "image")
+    files = _multipart_files(request, "image", max_files)
     if not files:
         raise InvalidImage("no files in the multipart field 'image'")
     if len(files) > max_files:

@@ -5,10 +5,11 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from backend.errors import error_body, status_for
+from backend.asgi import CLIENT_GONE_KEY
+from backend.errors import ClientGone, error_body, status_for
 from backend.intake import read_batch_uploads, read_single_upload
 from backend.openapi import openapi_document
-from utils.errors import DetectorError, ImageTooLarge
+from utils.errors import BadRequest, BatchBudgetSpent, DetectorError, ImageTooLarge
 from utils.image_io import SUPPORTED_FORMATS, MEDIA_TYPES, decode_image
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -23,7 +24,11 @@ def _holder():
 
 
 def _explain_requested() -> bool:
-    return request.args.get("explain", "true").strip().lower() not in ("false", "0", "no", "off")
+    """The `explain` query parameter: a boolean, as the OpenAPI document declares it ("true" or "false")."""
+    value = request.args.get("explain", "true")
+    if value not in ("true", "false"):
+        raise BadRequest(f"the query parameter 'explain' must be true or false, got {value[:40]!r}")
+    return value == "true"
 
 
 @api.get("/health")
@@ -59,47 +64,89 @@ def models():
     })
 
 
+def _stop_if_client_gone() -> None:
+    gone = request.environ.get(CLIENT_GONE_KEY)
+    if gone is not None and gone.is_set():
+        raise ClientGone
+
+
+def _decode(data: bytes | memoryview, settings: dict):
+    return decode_image(bytes(data), settings["max_pixels"], settings["max_decode_bytes"])
+
+
 @api.post("/predict")
 def predict():
     """Classify one image (multipart field `image` or a raw image body)."""
     started = time.perf_counter()
     settings = _settings()
+    explain = _explain_requested()
     data, filename = read_single_upload(request, settings["max_upload_bytes"])
     detector = _holder().get()
+    _stop_if_client_gone()
     decode_start = time.perf_counter()
-    decoded = decode_image(data, settings["max_pixels"])
+    decoded = _decode(data, settings)
     decode_ms = (time.perf_counter() - decode_start) * 1000
-    result = detector.predict([decoded], [data], explain=_explain_requested())[0]
+    _stop_if_client_gone()
+    result = detector.predict([decoded], [data], explain=explain)[0]
     result["input"]["filename"] = filename
     result["timing_ms"] = {"decode": round(decode_ms, 2), **result["timing_ms"],
                            "total": round((time.perf_counter() - started) * 1000, 2)}
     return jsonify(result)
 
 
+THUMBNAIL_GROUP = 32  # thumbnails of a batch are scored together, this many at a time (each is tiny once decoded)
+
+
 @api.post("/predict/batch")
 def predict_batch():
-    """Classify several images; a bad file gets its own error and does not fail the others."""
+    """Classify several images; a bad file gets its own error and does not fail the others.
+
+    Files are decoded one at a time: a photo is scored and dropped before the next file is decoded, so a batch never
+    holds more than one full-size decode; thumbnails wait in groups, to share one forward pass. A batch has a time
+    budget (`batch_seconds`): files not started when it runs out are answered, each, with 503 `batch_budget_spent`
+    and are not scored, so that no request holds a worker for long.
+    """
     started = time.perf_counter()
     settings = _settings()
+    explain = _explain_requested()
     uploads = read_batch_uploads(request, settings["max_batch_files"])
     detector = _holder().get()
     entries: list[dict] = []
-    good = []
+    waiting: list[tuple[dict, bytes, object]] = []
+
+    def score(group: list[tuple[dict, bytes, object]]) -> None:
+        results = detector.predict([d for _, _, d in group], [b for _, b, _ in group], explain=explain)
+        for (entry, _, _), result in zip(group, results):
+            result["input"]["filename"] = entry["filename"]
+            entry.update(status=200, result=result)
+
+    budget_ends = started + settings["batch_seconds"]
     for index, (data, filename) in enumerate(uploads):
+        _stop_if_client_gone()
         entry = {"index": index, "filename": filename}
+        entries.append(entry)
         try:
+            if time.perf_counter() > budget_ends:
+                raise BatchBudgetSpent(f"not scored: the batch used its {settings['batch_seconds']:g} s budget "
+                                       f"before this file; send it again in another request")
             if len(data) > settings["max_upload_bytes"]:
                 raise ImageTooLarge(f"the image is larger than the limit of {settings['max_upload_bytes']:,} bytes")
-            good.append((entry, data, decode_image(data, settings["max_pixels"])))
+            data = bytes(data)
+            decoded = _decode(data, settings)
         except DetectorError as error:
             entry.update(error_body(error.code, error.message))
             entry["status"] = status_for(error)
-        entries.append(entry)
-    if good:
-        results = detector.predict([d for _, _, d in good], [b for _, b, _ in good], explain=_explain_requested())
-        for (entry, _, _), result in zip(good, results):
-            result["input"]["filename"] = entry["filename"]
-            entry.update(status=200, result=result)
+            continue
+        if detector.route(decoded) == "photo":
+            score([(entry, data, decoded)])
+        else:
+            waiting.append((entry, data, decoded))
+            if len(waiting) == THUMBNAIL_GROUP:
+                score(waiting)
+                waiting = []
+        del decoded
+    if waiting:
+        score(waiting)
     return jsonify({"results": entries, "count": len(entries),
                     "failed": sum(1 for e in entries if e["status"] != 200),
                     "timing_ms": {"total": round((time.perf_counter() - started) * 1000, 2)}})

@@ -1,18 +1,19 @@
-"""Production server: `python -m backend.serve` runs the app under granian (HTTP in Rust, the app over WSGI).
+"""Production server: `python -m backend.serve` (and `make run`) runs the app under granian: HTTP in Rust, and the
+Flask app behind backend/asgi.py, which reads every body asynchronously before an app thread runs the request.
 
 Settings come from the environment (flags override them):
 
     DETECTOR_BIND           host:port to listen on (default: config serving.host and serving.port)
     DETECTOR_WORKERS        worker processes (default: one per core)
-    DETECTOR_THREADS        threads per worker that run the app (default 2: one in Python, one in the models)
+    DETECTOR_THREADS        threads per worker that run the app, and so requests in the models at once (default 2)
     DETECTOR_TORCH_THREADS  intra-op threads of the model runtimes per worker (default 1)
     DETECTOR_ACCESS_LOG     any non-empty value logs every request (default: off; it costs time per request)
 
 Each worker builds the app, and so loads the models, in its own process; the workers together use the machine's
 cores without oversubscribing them. HTTP parsing, keep-alive and socket I/O run in granian's Rust threads,
 outside the GIL: against gunicorn's gthread workers this cut the server's CPU per 32x32 request from 3.4-3.8 to
-3.1-3.3 ms (docs/speed.md). Request bodies still stream to the app, so werkzeug's size limit answers 413 before an
-oversized body is read.
+3.1-3.3 ms (docs/speed.md). A body over its limit is refused from its Content-Length before it is read, a body that
+trickles in is cut off with 408 (config serving.body_*), and no app thread ever waits on a client.
 """
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ from typing import Mapping
 
 from backend.settings import serving_settings
 
-APP_FACTORY = "backend:create_app"
+APP_FACTORY = "backend.asgi:create_asgi_app"
+# glibc's malloc, read by each worker at start: allocations over 128 KiB (decoded images, tiles) are their own
+# mappings, returned to the system when freed. By default the threshold grows with every large free, up to 32 MiB,
+# and a worker kept the peak of its largest upload for good (2.6 GB afterwards); two arenas, not one per thread.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2"}
 DEFAULT_THREADS = 2
 DEFAULT_TORCH_THREADS = 1
 
@@ -43,7 +48,7 @@ class ProductionSettings:
 
     def describe(self) -> dict:
         """The settings as a plain dict, for benchmark reports."""
-        return {"server": "granian", "interface": "wsgi", **asdict(self)}
+        return {"server": "granian", "interface": "asgi", **asdict(self)}
 
 
 def _positive(value: str | int, name: str) -> int:
@@ -81,9 +86,9 @@ def build_server(settings: ProductionSettings):
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
 
-    return Granian(APP_FACTORY, factory=True, interface=Interfaces.WSGI, address=settings.host, port=settings.port,
-                   workers=settings.workers, blocking_threads=settings.threads, http=HTTPModes.http1,
-                   websockets=False, log_access=settings.access_log, respawn_failed_workers=True)
+    return Granian(APP_FACTORY, factory=True, interface=Interfaces.ASGI, address=settings.host, port=settings.port,
+                   workers=settings.workers, http=HTTPModes.http1, websockets=False, log_access=settings.access_log,
+                   respawn_failed_workers=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The workers read their serving settings from the environment they inherit.
     os.environ["DETECTOR_TORCH_THREADS"] = str(settings.torch_threads)
+    os.environ["DETECTOR_THREADS"] = str(settings.threads)
+    for variable, value in MALLOC_ENV.items():
+        os.environ.setdefault(variable, value)
     logging.getLogger(__name__).info("serving on http://%s:%d with %s", settings.host, settings.port,
                                      settings.describe())
     build_server(settings).serve()

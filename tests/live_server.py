@@ -15,6 +15,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +73,32 @@ class LiveServer:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
+
+    def process_tree(self) -> list[int]:
+        """The server's pid and every descendant's (granian's workers are children of its main process)."""
+        pids, frontier = [], [self.process.pid]
+        while frontier:
+            pid = frontier.pop()
+            pids.append(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                frontier += [int(child) for child in (task / "children").read_text().split()]
+        return pids
+
+    def reset_peak_rss(self) -> dict[int, int]:
+        """Start a new peak-RSS window in every process of the server (Linux's clear_refs); their RSS now, in KiB."""
+        now = {}
+        for pid in self.process_tree():
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            now[pid] = _status_kib(pid, "VmRSS")
+        return now
+
+    def peak_rss_rise_mib(self, before: dict[int, int]) -> float:
+        """The largest rise of any server process's peak RSS since `reset_peak_rss` returned `before`."""
+        return max(_status_kib(pid, "VmHWM") - rss for pid, rss in before.items()) / 1024
+
+    def largest_rss_kib(self) -> int:
+        """The RSS of the server's largest process (with granian: a worker), in KiB."""
+        return max(_status_kib(pid, "VmRSS") for pid in self.process_tree())
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -42,17 +42,25 @@ def test_a_bad_flag_is_a_usage_error_before_anything_starts(capsys):
     assert "DETECTOR_WORKERS must be at least 1" in capsys.readouterr().err
 
 
-def test_the_server_runs_the_app_factory_over_wsgi_and_replaces_dead_workers():
+def test_the_server_runs_the_buffering_asgi_front_and_replaces_dead_workers():
     server = build_server(production_settings({"DETECTOR_BIND": "127.0.0.1:8123", "DETECTOR_WORKERS": "3",
                                                "DETECTOR_THREADS": "2"}))
-    assert (server.target, server.factory, server.interface.value) == ("backend:create_app", True, "wsgi")
-    assert (server.bind_addr, server.bind_port, server.workers, server.blocking_threads) == ("127.0.0.1", 8123, 3, 2)
+    assert (server.target, server.factory, server.interface.value) == ("backend.asgi:create_asgi_app", True, "asgi")
+    assert (server.bind_addr, server.bind_port, server.workers) == ("127.0.0.1", 8123, 3)
     assert server.respawn_failed_workers and not server.websockets
+
+
+def test_the_app_threads_setting_reaches_the_workers_pool(monkeypatch, tiny_weights_dir):
+    from backend.asgi import create_asgi_app
+    monkeypatch.setenv("DETECTOR_THREADS", "3")
+    monkeypatch.setenv("DETECTOR_WEIGHTS_DIR", str(tiny_weights_dir))
+    front = create_asgi_app()
+    assert front.executor._max_workers == 3
 
 
 def test_print_settings_shows_what_the_server_would_run_with(capsys, monkeypatch):
     monkeypatch.setenv("DETECTOR_WORKERS", "5")
     main(["--print-settings", "--threads", "3", "--bind", "127.0.0.1:8124"])
     printed = json.loads(capsys.readouterr().out)
-    assert printed == {"server": "granian", "interface": "wsgi", "host": "127.0.0.1", "port": 8124, "workers": 5,
+    assert printed == {"server": "granian", "interface": "asgi", "host": "127.0.0.1", "port": 8124, "workers": 5,
                        "threads": 3, "torch_threads": 1, "access_log": False}

@@ -18,6 +18,24 @@ class InvalidImage(DetectorError):
     code = "invalid_image"
 
 
+class BadRequest(DetectorError):
+    """A request the API cannot take for a reason other than its image: a bad parameter, a malformed body."""
+
+    code = "bad_request"
+
+
+class RequestTimeout(DetectorError):
+    """The request body did not arrive in time, or decoding it would take longer than its budget."""
+
+    code = "request_timeout"
+
+
+class BatchBudgetSpent(DetectorError):
+    """A batch ran out of its time budget before this file was started: the file was not scored."""
+
+    code = "batch_budget_spent"
+
+
 class ImageTooLarge(DetectorError):
     """Too many bytes or too many pixels."""
 
