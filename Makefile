@@ -34,6 +34,7 @@ data: $(STAMP)  ## unpack CIFAKE (pre-decoded), the photo corpus and sd-vs-coco-
 	$(PY) prepare_data.py --source $(SHARED)/cifake.tar.gz
 	$(PY) prepare_data.py --source $(SHARED)/photos-v1.tar.gz
 	mkdir -p data && tar xzf $(SHARED)/sd-vs-coco-200.tar.gz -C data/
+	tar xzf $(SHARED)/provenance-fixtures.tar.gz -C data/
 
 train-cnn: $(STAMP)
 	$(PY) train_cnn.py --resume

@@ -80,7 +80,11 @@ def _score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list
             for model_result in result["models"]:
                 row[f"p_fake_{model_result['name']}"] = model_result["p_fake"]
             row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
-                       uncertain=result["verdict"]["uncertain"])
+                       uncertain=result["verdict"]["uncertain"], basis=result["verdict"]["basis"])
+            provenance = result["provenance"]
+            c2pa = provenance["c2pa"]
+            row.update(declared=provenance["declared"], declared_by=provenance["source"],
+                       generator=provenance["generator"], c2pa_valid=None if c2pa is None else c2pa["valid"])
     return rows
 
 
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no image files found", file=sys.stderr)
         return 2
     fields = (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in detector.model_names]
-              + ["p_fake", "verdict", "uncertain", "error"])
+              + ["p_fake", "verdict", "uncertain", "basis", "declared", "declared_by", "generator", "c2pa_valid",
+                 "error"])
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     failures = 0
     try:

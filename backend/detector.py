@@ -20,8 +20,10 @@ from utils.calibration import p_fake_from_logits
 from utils.checkpoint import load_checkpoint
 from utils.ensemble import ensemble_p_fake, ensemble_threshold
 from utils.errors import ModelUnavailable
-from utils.image_io import DecodedImage
+from utils.image_io import MEDIA_TYPES, DecodedImage
 from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg
+from utils.provenance import read_provenance
+from utils.provenance import warm_up as warm_up_provenance
 from utils.preprocessing import CLASS_NAMES, FAKE_INDEX, PreprocessSpec, fit_to_input, normalize_batch
 from utils.runtime import ForwardPass, build_forward
 from utils.tile_aggregation import aggregate_margins, p_fake_from_margin, tile_margins
@@ -45,6 +47,7 @@ NO_PHOTO_MODELS_NOTE = ("The photo models are not installed, so this {width}x{he
 REDUCED_SCALE_NOTE = ("This {width}x{height} JPEG is too large for the server's decoding memory budget, so it was "
                       "decoded at 1/{scale} of its size; the photo models saw that reduced copy, not its native "
                       "pixels.")
+AI_DECLARATIONS = ("ai-generated", "ai-edited")  # what the file may declare that decides its verdict
 BLANK_NOTE = "This image is blank or almost uniform: there is nothing for the models to judge, whatever they say."
 BLANK_STD = 2.0  # grey-level standard deviation under which an image counts as blank (the corpus drops < 1.5);
 # measured on what the models saw, so a 2048 px photo costs 16 tiles' worth of arithmetic, not a second decode pass
@@ -139,6 +142,7 @@ class Detector:
         if photo_ensemble_threshold is not None and self.pairs["photo"]:
             self.thresholds["photo"] = float(photo_ensemble_threshold)
         self.threshold = self.thresholds["thumbnail"]
+        warm_up_provenance()
 
     @classmethod
     def from_weights_dir(cls, weights_dir: str | Path, model_files: dict[str, str], runtime: str = "onnxruntime",
@@ -282,7 +286,15 @@ class Detector:
         p_ens = float(ensemble_p_fake(scored.p_fake))
         verdict = {"label": _label(p_ens, threshold), "p_fake": round(p_ens, 6),
                    "confidence": round(_confidence(p_ens, threshold), 6),
-                   "uncertain": bool(abs(p_ens - threshold) < self.uncertain_band), "threshold": threshold}
+                   "uncertain": bool(abs(p_ens - threshold) < self.uncertain_band), "threshold": threshold,
+                   "basis": "models"}
+        provenance_start = time.perf_counter()
+        provenance = read_provenance(data, decoded.format, MEDIA_TYPES.get(decoded.format, ""))
+        provenance_ms = (time.perf_counter() - provenance_start) * 1000
+        if provenance["declared"] in AI_DECLARATIONS:
+            # The file says it was made or edited by a generator: that decides. p_fake and confidence stay the
+            # models' own figures, so a reader sees both what the file claims and what the pixels say.
+            verdict.update(label="FAKE", uncertain=False, basis="provenance")
         explanation = None
         if explain:
             explanation = (self._explain_photo(decoded, scored, per_model) if scored.profile == "photo"
@@ -296,8 +308,9 @@ class Detector:
             "input": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
                       "frames": decoded.frames, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
             "domain_note": self._domain_note(decoded, scored),
-            "timing_ms": {"inference": round(inference_ms, 2),
-                          "explanation": round((time.perf_counter() - item_start) * 1000, 2)},
+            "provenance": provenance,
+            "timing_ms": {"inference": round(inference_ms, 2), "provenance": round(provenance_ms, 3),
+                          "explanation": round((time.perf_counter() - item_start) * 1000 - provenance_ms, 2)},
         }
 
     @staticmethod

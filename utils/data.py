@@ -16,7 +16,8 @@ from utils.preprocessing import CLASS_NAMES, fit_to_input
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+                  ".avif"}
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so stale caches are not reused
 
 

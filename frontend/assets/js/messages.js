@@ -28,6 +28,13 @@ export function archDescription(arch) {
 /** Headline and explanation for an ensemble verdict. */
 export function verdictText(verdict) {
   const chance = percent(verdict.p_fake);
+  if (verdict.basis === "provenance") {
+    return {
+      tone: "fake",
+      title: "AI-generated, as the file itself declares",
+      detail: `Its metadata says a generator made or edited it (see Provenance below). The models alone give ${chance} probability that it is AI-generated.`,
+    };
+  }
   if (verdict.uncertain) {
     const leaning = verdict.label === "FAKE" ? "AI-generated" : "a real photo";
     return {
@@ -44,6 +51,7 @@ export function verdictText(verdict) {
 
 /** One short phrase for a finished item in the results list and in announcements. */
 export function verdictShort(verdict) {
+  if (verdict.basis === "provenance") return "AI (declared)";
   if (verdict.uncertain) return "Uncertain";
   return verdict.label === "FAKE" ? "AI-generated" : "Real photo";
 }
@@ -121,4 +129,37 @@ export function describeError(error, limits) {
 /** The accepted formats and size, for the drop zone's hint. */
 export function limitsText(limits) {
   return `${orList(formatNames(limits))}; up to ${bytes(limits.max_upload_bytes)} each and ${limits.max_batch_files} at a time.`;
+}
+
+const DECLARED = {
+  "ai-generated": "made by an AI generator",
+  "ai-edited": "edited with an AI generator",
+  camera: "captured by a camera",
+};
+const SOURCES = { c2pa: "signed Content Credentials (C2PA)", xmp: "its XMP metadata", "png-text": "generator settings in its PNG text", exif: "its EXIF metadata" };
+
+/** The provenance panel's rows ([label, value]) and what they do and do not prove. */
+export function provenanceText(provenance) {
+  const rows = [["Declares", provenance.declared ? `${DECLARED[provenance.declared]}, in ${SOURCES[provenance.source]}` : "nothing about its origin"]];
+  if (provenance.generator) rows.push(["Generator", provenance.generator]);
+  const c2pa = provenance.c2pa;
+  if (c2pa) {
+    rows.push(["Content Credentials", c2pa.valid ? "present; the signature and hashes hold" : `present but broken (${c2pa.codes.filter((c) => !c.startsWith("signingCredential")).join(", ") || c2pa.state})`]);
+    if (c2pa.signer) rows.push(["Signed by", `${c2pa.signer}${c2pa.signed_at ? `, ${c2pa.signed_at.slice(0, 10)}` : ""} (not checked against a trust list)`]);
+    if (c2pa.claim_generator) rows.push(["Signed with", c2pa.claim_generator]);
+  }
+  const { camera, software } = provenance.metadata;
+  if (camera) rows.push(["Camera (EXIF)", camera]);
+  if (software) rows.push(["Software", software]);
+  let note;
+  if (provenance.declared === "ai-generated" || provenance.declared === "ai-edited") {
+    note = "The file declares an AI source, and the verdict takes it at its word. The declaration says who made the file, not whether its pixels look generated: the models' own reading is shown above.";
+  } else if (provenance.declared === "camera") {
+    note = "A camera claim is shown but does not make the verdict “real”: without a trust list such claims are easy to forge, and metadata can be copied onto any image.";
+  } else if (c2pa && !c2pa.valid) {
+    note = "The Content Credentials do not hold (the file changed after signing, or the signature is broken), so they are ignored.";
+  } else {
+    note = "Most images carry no such metadata, and it is easily stripped: its absence is not evidence either way.";
+  }
+  return { rows, note };
 }

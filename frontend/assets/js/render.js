@@ -2,7 +2,7 @@
 import { el, icon, ICONS } from "./dom.js";
 import { bytes, milliseconds, percent } from "./format.js";
 import { clearHeatmap, drawHeatmap, showView } from "./heatmap.js";
-import { describeError, modelName, verdictShort, verdictText } from "./messages.js";
+import { describeError, modelName, provenanceText, verdictShort, verdictText } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -194,6 +194,17 @@ function showExplanation(item) {
     `${explanation.target} answer. Warm colours mark the regions that pushed it most towards that answer.`;
 }
 
+function showProvenance(item) {
+  const provenance = item.status === "done" ? item.result.provenance : null;
+  $("provenance-block").hidden = !provenance;
+  if (!provenance) return;
+  const { rows, note } = provenanceText(provenance);
+  $("provenance").replaceChildren(...rows.map(([label, value]) => el("div", { class: "stat" },
+    el("dt", { class: "muted text-xs", text: label }),
+    el("dd", { class: "font-semibold", text: value }))));
+  $("provenance-note").textContent = note;
+}
+
 function showTiming(item) {
   const block = $("timing-block");
   block.hidden = item.status !== "done";
@@ -236,5 +247,6 @@ export function renderDetail(item, limits) {
   note.textContent = result?.domain_note ?? "";
   showModels(item);
   showExplanation(item);
+  showProvenance(item);
   showTiming(item);
 }

@@ -6,8 +6,9 @@ export const DEFAULT_LIMITS = Object.freeze({
   max_upload_bytes: 20 * 1024 * 1024,
   max_pixels: 64_000_000,
   max_batch_files: 32,
-  formats: ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"],
-  media_types: ["image/bmp", "image/gif", "image/jpeg", "image/png", "image/tiff", "image/webp"],
+  formats: ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"],
+  media_types: ["image/avif", "image/bmp", "image/gif", "image/heic", "image/jpeg", "image/png", "image/tiff",
+    "image/webp"],
 });
 
 // Leading bytes of each format, as utils/image_io.py checks them: like the server, judge the bytes, since a
@@ -23,6 +24,21 @@ const SIGNATURES = [
   { format: "TIFF", offset: 0, magic: [0x4d, 0x4d, 0x00, 0x2a] },
 ];
 const RIFF = [0x52, 0x49, 0x46, 0x46];
+// HEIF and AVIF are ISO media files: `ftyp` at offset 4, then the major and compatible brands.
+const FTYP = [...new TextEncoder().encode("ftyp")];
+const AVIF_BRANDS = ["avif", "avis"];
+const HEIF_BRANDS = ["heic", "heix", "hevc", "hevx", "heim", "heis", "hevm", "hevs", "mif1", "msf1", "miaf"];
+
+function isoMediaFormat(head) {
+  if (!startsWith(head, FTYP, 4)) return null;
+  const size = (head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3];
+  const brands = [8];
+  for (let offset = 16; offset + 4 <= Math.min(Math.max(size, 16), head.length); offset += 4) brands.push(offset);
+  const names = brands.map((offset) => String.fromCharCode(...head.slice(offset, offset + 4)));
+  if (names.some((name) => AVIF_BRANDS.includes(name))) return "AVIF";
+  if (names.some((name) => HEIF_BRANDS.includes(name))) return "HEIF";
+  return null;
+}
 
 function startsWith(head, magic, offset) {
   return magic.every((byte, index) => head[offset + index] === byte);
@@ -30,7 +46,9 @@ function startsWith(head, magic, offset) {
 
 /** The image format named by a file's first bytes, or null. */
 export async function sniffFormat(file) {
-  const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+  const head = new Uint8Array(await file.slice(0, 64).arrayBuffer());
+  const iso = isoMediaFormat(head);
+  if (iso) return iso;
   const match = SIGNATURES.find(
     ({ magic, offset, riff }) => startsWith(head, magic, offset) && (!riff || startsWith(head, RIFF, 0)),
   );
