@@ -10,6 +10,7 @@ from werkzeug.http import parse_options_header
 from utils.errors import BadRequest, ImageTooLarge, InvalidImage, UnsupportedImageType
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+OTHER_PARTS = 16  # multipart parts allowed beside the files (a few form fields); more is a 400
 
 
 def safe_filename(name: str | None) -> str | None:
@@ -76,7 +77,7 @@ def _multipart_files(request: Request, field: str, max_files: int) -> list[tuple
     """(content, raw file name) of every file in the multipart `field`, in order."""
     body = request.get_data(cache=True)
     boundary = request.mimetype_params.get("boundary", "")
-    parts_allowed = max_files + 16  # room for a few non-file fields beside the files
+    parts_allowed = max_files + OTHER_PARTS
     if _count_parts(body, boundary) > parts_allowed:
         raise BadRequest(f"the multipart body has {_count_parts(body, boundary):,} parts; at most {max_files} "
                          f"files are accepted per request")
@@ -125,7 +126,7 @@ def read_batch_uploads(request: Request, max_files: int) -> list[tuple[bytes | m
     """All files in the multipart `image` fields of a /predict/batch request, in order (contents may be views
     into the request body)."""
     if (request.mimetype or "").lower() != "multipart/form-data":
-        raise InvalidImage("send files as multipart/form-data, each in a field named 'image'")
+        raise UnsupportedImageType("send files as multipart/form-data, each in a field named 'image'")
     files = _multipart_files(request, "image", max_files)
     if not files:
         raise InvalidImage("no files in the multipart field 'image'")

@@ -59,7 +59,8 @@ def models():
         "routing": {"thumbnail_max_side": detector.thumbnail_max_side, "max_tiles": detector.max_tiles,
                     "profiles": {profile: [m.name for m in pair] for profile, pair in detector.pairs.items()}},
         "limits": {"max_upload_bytes": settings["max_upload_bytes"], "max_pixels": settings["max_pixels"],
-                   "max_batch_files": settings["max_batch_files"],
+                   "max_batch_files": settings["max_batch_files"], "max_batch_bytes": settings["max_batch_bytes"],
+                   "batch_seconds": settings["batch_seconds"], "max_decode_bytes": settings["max_decode_bytes"],
                    "formats": list(SUPPORTED_FORMATS), "media_types": sorted(set(MEDIA_TYPES.values()))},
     })
 
@@ -155,4 +156,4 @@ def predict_batch():
 @api.get("/openapi.json")
 def openapi():
     """The OpenAPI 3 description of this API."""
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(max_batch_files=_settings()["max_batch_files"]))

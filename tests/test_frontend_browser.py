@@ -331,6 +331,31 @@ def test_a_photo_upload_names_the_photo_models_and_paints_the_heatmap_over_the_w
     assert size == [expected["explanation"]["heatmap"]["width"], expected["explanation"]["heatmap"]["height"]]
 
 
+def test_a_file_that_declares_an_ai_source_says_so_in_the_headline_and_the_provenance_panel(server, browser,
+                                                                                             tmp_path):
+    from tests import c2pa_signing, images
+
+    signed = tmp_path / "generated.jpg"
+    signed.write_bytes(c2pa_signing.ai_created_jpeg(images.jpeg(160, 120)))
+    _open(browser, server.base)
+    _upload(browser, signed)
+    _wait_all_settled(browser, 1)
+    assert "as the file itself declares" in _text(browser, "verdict-title")
+    assert _visible(browser, "provenance-block")
+    panel = _text(browser, "provenance")
+    assert "made by an AI generator, in signed Content Credentials (C2PA)" in panel
+    assert "Test Diffusion 1.0" in panel and "the signature and hashes hold" in panel
+    assert "takes it at its word" in _text(browser, "provenance-note")
+
+
+def test_a_file_without_metadata_is_not_called_evidence_of_anything(server, browser, cifake_test_sample):
+    _open(browser, server.base)
+    _upload(browser, _first(cifake_test_sample, "REAL"))
+    _wait_all_settled(browser, 1)
+    assert "nothing about its origin" in _text(browser, "provenance")
+    assert "not evidence either way" in _text(browser, "provenance-note")
+
+
 def test_dropped_files_are_queued_analysed_in_turn_and_selectable(server, browser, cifake_test_sample):
     from selenium.webdriver.common.by import By
 
