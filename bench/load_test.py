@@ -194,7 +194,7 @@ class ProductionServer:
     """The production server (`python -m backend.serve`) in its own session on 127.0.0.1:<free port>; always
     stop() it."""
 
-    def __init__(self, overrides: dict[str, str], weights_dir: str | None) -> None:
+    def __init__(self, overrides: dict[str, str], weights_dir: str | None, launcher: str = "serve") -> None:
         self.port = free_port()
         self.env = {**os.environ, "DETECTOR_BIND": f"127.0.0.1:{self.port}", **overrides}
         if weights_dir:
@@ -202,6 +202,10 @@ class ProductionServer:
         self.overrides = overrides
         self.command = [sys.executable, "-m", "backend.serve"]
         self.config = self._effective_settings()
+        self.launcher = launcher
+        if launcher == "make":  # the README's `make run`, on the same port (its --bind overrides DETECTOR_BIND)
+            self.command = ["make", "--no-print-directory", "run", "HOST=127.0.0.1", f"PORT={self.port}",
+                            f"PY={sys.executable}"]
         self.log_file = tempfile.TemporaryFile()
         self.process: subprocess.Popen | None = None
         self.seen_workers: set[int] = set()
@@ -255,7 +259,10 @@ class ProductionServer:
         raise TimeoutError(f"the server was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
-        pids = child_pids(self.process.pid) if self.process else []
+        master = self.process.pid if self.process else None
+        if master and self.launcher == "make":  # make -> the server's master -> its workers
+            master = next(iter(child_pids(master)), None)
+        pids = child_pids(master) if master else []
         self.seen_workers.update(pids)
         return pids
 
@@ -582,6 +589,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="DETECTOR_THREADS (default: the server's)")
     parser.add_argument("--torch-threads", type=int, help="DETECTOR_TORCH_THREADS (default: the server's)")
     parser.add_argument("--weights-dir", default=str(PROJECT_ROOT / "saved_models"))
+    parser.add_argument("--launcher", choices=("serve", "make"), default="serve",
+                        help="start the server with `python -m backend.serve` (default) or with `make run`")
     parser.add_argument("--sd-image", help="the 512x512 JPEG to use (default: from sd-vs-coco-200)")
     parser.add_argument("--large-quality", type=int, default=90, help="JPEG quality of the 2048x1536 input (90)")
     parser.add_argument("--save-inputs", help="also write the inputs sent to this folder")
@@ -631,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                 (folder / f"{i.name}{Path(i.filename).suffix}").write_bytes(i.data)
         document["inputs"] = [i.describe() for i in inputs]
         try:
-            server = ProductionServer(overrides, args.weights_dir)
+            server = ProductionServer(overrides, args.weights_dir, args.launcher)
             server.start()
             startup_s = server.wait_ready(args.ready_timeout)
             log.info("ready after %.1f s with %d workers", startup_s, len(server.worker_pids()))

@@ -100,6 +100,19 @@ def test_small_rgba_images_do_not_hang_the_stealth_reader(side):
     assert done and done[0]["declared"] is None
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_reading_provenance_never_decodes_the_pixels(monkeypatch, mode):
+    """Pillow's PNG `text` decodes the whole image to reach chunks after the pixel data: that would double the
+    decode's time and memory for every PNG without metadata."""
+    from PIL import PngImagePlugin
+
+    loads = []
+    original = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or original(self))
+    assert read_provenance(images.png(300, 200, mode), "PNG", "image/png")["declared"] is None
+    assert loads == []
+
+
 def test_nothing_declared_is_reported_as_nothing():
     assert read_provenance(images.jpeg(), "JPEG", "image/jpeg") == {
         "declared": None, "source": None, "generator": None, "c2pa": None,
