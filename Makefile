@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The optional Ray engine of the batch CLI: the tests install it, `make run` does not.
+RAY_STAMP := $(VENV)/.ray-installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 SHARED ?= ../shared/data
@@ -24,7 +26,11 @@ run: $(STAMP)  ## serve the API and the page with the shipped weights: the produ
 dev: $(STAMP)  ## Flask's own server with its reloader, for working on the code (not for production)
 	$(PY) -m backend --host $(HOST) --port $(PORT) --reload
 
-test: $(STAMP) browser-deps  ## the whole suite
+$(RAY_STAMP): $(STAMP) requirements-ray.txt
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	touch $(RAY_STAMP)
+
+test: $(STAMP) $(RAY_STAMP) browser-deps  ## the whole suite
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

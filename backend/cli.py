@@ -26,7 +26,7 @@ from tqdm import tqdm
 from backend.detector import Detector
 from backend.settings import detector_options, serving_settings
 from utils.data import IMAGE_SUFFIXES
-from utils.errors import DetectorError
+from utils.errors import DetectorError, ModelUnavailable
 from utils.image_io import decode_image
 
 
@@ -45,6 +45,24 @@ def iter_image_paths(paths: list[str]) -> Iterator[Path]:
             yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             yield path
+
+
+def thumbnail_model_names(settings: dict) -> list[str]:
+    """The names the rows' p_fake columns use (the thumbnail pair's), read from the checkpoints without loading them
+    into a runtime, in the order the detector lists them."""
+    from utils.checkpoint import read_checkpoint
+
+    names = []
+    for key, file in settings["model_files"].items():
+        path = Path(settings["weights_dir"]) / Path(file).name
+        if key.endswith("_photo") and not path.is_file():  # optional, as in Detector.from_weights_dir
+            continue
+        metadata = read_checkpoint(path)["metadata"]
+        if metadata.get("profile", "thumbnail") == "thumbnail":
+            names.append(metadata["name"])
+    if not names:
+        raise ModelUnavailable("no thumbnail (CIFAKE) models are loaded")
+    return names
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -69,7 +87,7 @@ def _read_and_decode(chunk: list[Path], max_pixels: int) -> tuple[list, list[byt
     return decoded, raw, rows
 
 
-def _score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list[dict]:
+def score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list[dict]:
     """Read, decode and score one chunk; one flat row per path, in order."""
     decoded, raw, rows = _read_and_decode(chunk, max_pixels)
     results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
@@ -106,12 +124,12 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
     try:
         with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar:
             for chunk in islice(chunks, workers + 1):
-                pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
+                pending.append(pool.submit(score_chunk, chunk, detector, max_pixels))
             while pending:
                 rows = pending.popleft().result()
                 chunk = next(chunks, None)
                 if chunk is not None:
-                    pending.append(pool.submit(_score_chunk, chunk, detector, max_pixels))
+                    pending.append(pool.submit(score_chunk, chunk, detector, max_pixels))
                 yield from rows
                 bar.update(len(rows))
     finally:
@@ -137,7 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--runtime", choices=("onnxruntime", "torch"), default=None,
                          help="forward-pass runtime (default: config serving.runtime)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local: this process (default); ray: Ray Data, one detector per worker "
+                              "(pip install -r requirements-ray.txt)")
+    predict.add_argument("--address", help="with --engine ray: join this Ray cluster (host:port, ray://host:port "
+                                           "or auto) instead of starting a local one")
     args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address needs --engine ray")
+    if args.engine == "ray":
+        try:
+            from backend.ray_engine import check_address
+
+            check_address(args.address)
+        except ImportError:
+            parser.error("--engine ray needs Ray: pip install -r requirements-ray.txt")
+        except ValueError as error:
+            parser.error(str(error))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     threads = args.threads or os.cpu_count() or 1
     workers = args.workers or threads
@@ -147,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {key: value for key, value in (("weights_dir", args.weights_dir), ("runtime", args.runtime)) if value}
     settings = serving_settings(overrides)
     try:
-        detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
-                                             runtime=settings["runtime"], threads=runtime_threads, explanations=False,
-                                             **detector_options(settings))
+        if args.engine == "local":
+            detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
+                                                 runtime=settings["runtime"], threads=runtime_threads,
+                                                 explanations=False, **detector_options(settings))
+            model_names = detector.model_names
+        else:  # each Ray worker loads its own detector; the columns come from the checkpoints' metadata
+            model_names = thumbnail_model_names(settings)
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -157,17 +195,29 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("error: no image files found", file=sys.stderr)
         return 2
-    fields = (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in detector.model_names]
+    fields = (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in model_names]
               + ["p_fake", "verdict", "uncertain", "basis", "declared", "declared_by", "generator", "c2pa_valid",
                  "error"])
+    if args.engine == "local":
+        rows_iterator = score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet,
+                              workers=workers)
+    else:
+        from backend.ray_engine import score_with_ray, start_ray
+
+        try:
+            start_ray(args.address, cpus=workers * runtime_threads)
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        rows_iterator = score_with_ray(paths, settings, args.batch_size, workers, runtime_threads,
+                                       progress=not args.quiet)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     failures = 0
     try:
         writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
         if writer:
             writer.writeheader()
-        with closing(score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet,
-                           workers=workers)) as rows:
+        with closing(rows_iterator) as rows:
             for row in rows:
                 failures += "error" in row
                 if writer:
