@@ -103,7 +103,8 @@ class BufferedWSGI:
         limit = self.policy.limit_for(scope["path"])
         try:
             length = self._declared_length(scope, limit)
-            reserved = length if length is not None else limit
+            # A body of unknown length (chunked) may grow to the limit; a request without one (GET) holds nothing.
+            reserved = length if length is not None else (limit if _header(scope, b"transfer-encoding") else 0)
             if self._inflight + reserved > self.policy.max_inflight_bytes:
                 raise _BodyError(503, "server_busy", "the server is receiving too many uploads at once; retry "
                                                      "shortly", ((b"retry-after", b"1"),))
@@ -124,8 +125,11 @@ class BufferedWSGI:
         except _BodyError as error:
             await _send_error(send, error)
             return
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(chunks)})
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"".join(chunks)})
+        except Exception:  # the client hung up while the app ran: there is no one left to answer
+            log.debug("client gone before the response to %s was sent", scope["path"])
 
     def _declared_length(self, scope: dict, limit: int) -> int | None:
         raw = _header(scope, b"content-length")

@@ -135,6 +135,16 @@ def test_too_many_bytes_in_flight_gets_503_with_retry_after():
     assert status == 503 and body["error"]["code"] == "server_busy" and headers[b"retry-after"] == b"1"
 
 
+def test_requests_without_a_body_are_answered_even_when_uploads_fill_the_worker():
+    front = BufferedWSGI(echo_app, threads=1, policy=BodyPolicy(max_upload_bytes=1000, max_batch_bytes=1000,
+                                                                 max_inflight_bytes=500))
+    front._inflight = 500  # as if slow uploads held every byte the worker allows
+    status, body, _ = run(front, scope("/api/health", method="GET"), [chunk(b"")])
+    assert status == 200 and body["path"] == "/api/health"
+    status, body, _ = run(front, scope(headers=[("transfer-encoding", "chunked")]), [])
+    assert status == 503
+
+
 def test_the_environ_follows_pep_3333():
     environ = wsgi_environ(scope("/caf\u00e9", [("cookie", "a=1"), ("cookie", "b=2"), ("transfer-encoding", "chunked")]),
                            b"body")
