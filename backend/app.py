@@ -11,7 +11,7 @@ from flask_cors import CORS
 from backend.detector import Detector, DetectorHolder
 from backend.errors import register_error_handlers
 from backend.routes import api
-from backend.settings import detector_options, serving_settings
+from backend.settings import BATCH_PATH, body_limit, detector_options, serving_settings
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # No redirects built from the client's Host header: "//" in a path is not merged into a redirect.
     app.url_map.merge_slashes = False
     # Werkzeug answers 413 before reading a body over this; multipart framing gets a little headroom.
-    app.config["MAX_CONTENT_LENGTH"] = settings["max_upload_bytes"] + 65536
+    app.config["MAX_CONTENT_LENGTH"] = body_limit(settings, "/api/predict")
     app.config["DETECTOR_SETTINGS"] = settings
     app.json.sort_keys = False
 
@@ -52,8 +52,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.before_request
     def batch_body_limit():
-        if request.path == "/api/predict/batch":
-            request.max_content_length = settings["max_batch_bytes"] + 65536
+        if request.path == BATCH_PATH:
+            request.max_content_length = body_limit(settings, BATCH_PATH)
     register_error_handlers(app)
 
     @app.get("/")

@@ -23,11 +23,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from backend.errors import body_too_large
+from backend.settings import body_limit
+
 log = logging.getLogger(__name__)
 
 CLIENT_GONE_KEY = "detector.client_gone"
-BATCH_PATH = "/api/predict/batch"
-FORM_HEADROOM = 65536  # multipart framing around the files, as in backend/app.py
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BodyPolicy:
 
     def limit_for(self, path: str) -> int:
         """The largest body accepted on this path."""
-        return (self.max_batch_bytes if path == BATCH_PATH else self.max_upload_bytes) + FORM_HEADROOM
+        return body_limit({"max_upload_bytes": self.max_upload_bytes, "max_batch_bytes": self.max_batch_bytes}, path)
 
     def deadline_for(self, length: int) -> float:
         """Seconds a body of `length` bytes may take to arrive."""
@@ -68,10 +69,7 @@ def _header(scope: dict, name: bytes) -> bytes | None:
 
 
 def _too_large(path: str, limit: int) -> _BodyError:
-    if path == BATCH_PATH:
-        return _BodyError(413, "batch_too_large", f"the batch is larger than the limit of {limit:,} bytes "
-                                                  f"(all files and their multipart framing together)")
-    return _BodyError(413, "image_too_large", f"the request is larger than the limit of {limit:,} bytes")
+    return _BodyError(413, *body_too_large(path, limit))
 
 
 class BufferedWSGI:

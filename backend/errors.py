@@ -6,11 +6,12 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from backend.settings import BATCH_PATH
+
 from utils.errors import (BadRequest, BatchBudgetSpent, DetectorError, ImageTooLarge, InvalidImage,
                           ModelUnavailable, RequestTimeout, UnsupportedImageType)
 
 log = logging.getLogger(__name__)
-BATCH_PATH = "/api/predict/batch"
 
 STATUS_BY_ERROR: dict[type[DetectorError], int] = {
     InvalidImage: 400,
@@ -31,6 +32,14 @@ class ClientGone(Exception):
 
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code for it; only logs ever see it
+
+
+def body_too_large(path: str, limit: int) -> tuple[str, str]:
+    """(code, message) of a 413 for a request body over `limit`: a batch's limit has a message of its own."""
+    if path == BATCH_PATH:
+        return "batch_too_large", (f"the batch is larger than the limit of {limit:,} bytes (all files and their "
+                                   f"multipart framing together)")
+    return "image_too_large", f"the request is larger than the limit of {limit:,} bytes"
 
 
 def error_body(code: str, message: str) -> dict:
@@ -64,14 +73,8 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         code = HTTP_CODES.get(status, error.name.lower().replace(" ", "_"))
-        if status == 413:
-            limit = request.max_content_length
-            if request.path == BATCH_PATH:
-                code = "batch_too_large"
-                message = (f"the batch is larger than the limit of {limit:,} bytes (all files and their multipart "
-                           f"framing together)")
-            elif limit:
-                message = f"the request is larger than the limit of {limit:,} bytes"
+        if status == 413 and request.max_content_length:
+            code, message = body_too_large(request.path, request.max_content_length)
         response = jsonify(error_body(code, message))
         if status == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

@@ -71,8 +71,8 @@ def _stop_if_client_gone() -> None:
         raise ClientGone
 
 
-def _decode(data: bytes | memoryview, settings: dict):
-    return decode_image(bytes(data), settings["max_pixels"], settings["max_decode_bytes"])
+def _decode(data: bytes, settings: dict):
+    return decode_image(data, settings["max_pixels"], settings["max_decode_bytes"])
 
 
 @api.post("/predict")

@@ -43,6 +43,15 @@ def serving_settings(overrides: dict | None = None, config_path: str | None = No
     return settings
 
 
+BATCH_PATH = "/api/predict/batch"
+FORM_HEADROOM = 65536  # multipart framing around the files
+
+
+def body_limit(settings: dict, path: str) -> int:
+    """The largest request body accepted on `path`: a batch's files together, else one image, plus framing."""
+    return (settings["max_batch_bytes"] if path == BATCH_PATH else settings["max_upload_bytes"]) + FORM_HEADROOM
+
+
 def detector_options(settings: dict) -> dict:
     """The serving settings the Detector itself takes (routing, tiling, overlays, the uncertain band)."""
     keys = ("uncertain_band", "overlay_size", "photo_overlay_size", "thumbnail_max_side", "max_tiles")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from utils.photo_corpus import FAMILIES, PhotoRecord, content_balancing_weights,
 from utils.photo_dataset import TiledCrops, TrainingPool, build_training_pool, sample_batch, tile_crops
 from utils.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
 from utils.tile_aggregation import aggregate_per_image, fit_aggregation, p_fake_from_margin, tile_margins
-from utils.training import _lr_factor, build_optimizer, save_trained, write_history
+from utils.training import _lr_factor, build_optimizer, save_trained, training_device, write_history
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +186,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     settings = _settings(args, model_cfg)
     arch_args = _arch_args(args, model_cfg)
     spec = PreprocessSpec(settings["input_size"], tuple(model_cfg["mean"]), tuple(model_cfg["std"]))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    device = training_device(args)
     torch.manual_seed(settings["seed"])
     data = load_data(args, config, model_cfg, settings)
 

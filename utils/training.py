@@ -126,6 +126,14 @@ def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def training_device(args: argparse.Namespace) -> torch.device:
+    """--device, else CUDA when there is one, else the CPU with --threads (default: every core) intra-op threads."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    return device
+
+
 def build_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; no weight decay on biases and norm parameters."""
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -278,9 +286,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     distillation = distillation_settings(args, model_cfg)
     spec = PreprocessSpec(model_cfg["input_size"], tuple(model_cfg["mean"]), tuple(model_cfg["std"]))
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    device = training_device(args)
     precision = settings.setdefault("precision", "auto")
     bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
     torch.manual_seed(settings["seed"])
