@@ -79,13 +79,13 @@ clean-venv:
 .PHONY: css browser-deps screenshots
 
 screenshots: $(STAMP) browser-deps  ## refresh docs/screenshots from a real browser run with the shipped weights
-	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_frontend_browser.py -k screenshots
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/frontend/test_page_browser.py -k screenshots
 
 css:  ## rebuild frontend/assets/app.css with Tailwind (needs Node; the built file is committed, serving needs no Node)
 	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 	npm run build:css
 
-browser-deps:  ## headless Chromium and its driver from Debian packages, for tests/test_frontend_browser.py
+browser-deps:  ## headless Chromium and its driver from Debian packages, for tests/frontend/test_page_browser.py
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		echo "installing chromium and chromium-driver (apt-get, needs root)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \

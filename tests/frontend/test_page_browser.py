@@ -320,7 +320,7 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
 
 
 def test_a_photo_upload_names_the_photo_models_and_paints_the_heatmap_over_the_whole_image(server, browser):
-    photo = sorted((Path(__file__).parent / "fixtures" / "photo_val_sample" / "REAL").glob("*.jpg"))[0]
+    photo = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "photo_val_sample" / "REAL").glob("*.jpg"))[0]
     status, expected = server.request("POST", "/api/predict", photo.read_bytes(), "image/jpeg")
     assert status == 200 and expected["profile"] == "photo"
     _open(browser, server.base)

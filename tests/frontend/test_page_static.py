@@ -9,7 +9,7 @@ import pytest
 
 from backend import create_app
 
-FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 SCRIPTS = sorted((FRONTEND / "assets" / "js").glob("*.js"))
 # The SVG namespace is an identifier that createElementNS needs, never fetched.
 ALLOWED_URLS = {"http://www.w3.org/2000/svg"}
