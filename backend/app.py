@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
-from flask import Flask, request, send_from_directory
+from flask import Flask, request
 from flask_cors import CORS
 
+from backend import pages
 from backend.detector import Detector, DetectorHolder
 from backend.errors import register_error_handlers
 from backend.routes import api
 from backend.settings import BATCH_PATH, body_limit, detector_options, serving_settings
 
-FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 log = logging.getLogger(__name__)
 
 
@@ -55,13 +54,5 @@ def create_app(test_config: dict | None = None) -> Flask:
         if request.path == BATCH_PATH:
             request.max_content_length = body_limit(settings, BATCH_PATH)
     register_error_handlers(app)
-
-    @app.get("/")
-    def index():
-        return send_from_directory(FRONTEND_DIR, "index.html")
-
-    @app.get("/assets/<path:asset>")
-    def static_asset(asset: str):
-        return send_from_directory(FRONTEND_DIR / "assets", asset)
-
+    app.register_blueprint(pages.bp)
     return app

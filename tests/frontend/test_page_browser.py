@@ -478,7 +478,7 @@ def test_the_page_never_requests_another_origin(server, browser, cifake_test_sam
           "the about panel was not filled")
     urls = _requested_urls(browser)
     assert any(url.endswith("/api/predict") for url in urls)
-    assert any(url.endswith("/assets/app.css") for url in urls)
+    assert any(urlsplit(url).path.startswith("/assets/") and url.endswith("/app.css") for url in urls)
     origin = urlsplit(server.base)
     # Only URLs that reach a network count; data:, blob: and the browser's own chrome:// pages do not.
     strangers = [url for url in urls if urlsplit(url).scheme in ("http", "https", "ws", "wss", "ftp")
@@ -594,3 +594,55 @@ def test_screenshots_of_both_themes_with_the_shipped_weights(browser, cifake_tes
                 (screenshots / f"{theme}-{name}.png").write_bytes(_full_page_png(browser))
     finally:
         live.stop()
+
+
+# --- page weight and caching (issue #15) ---------------------------------------------------------------------------
+
+PAGE_WEIGHT_LIMIT = 40_000  # bytes transferred on a first visit, headers included (issue #15: <= 40 KB, aim 30)
+
+
+@pytest.fixture(scope="module")
+def production_server(tiny_weights_dir):
+    """`make run`'s server (granian + backend/asgi.py), one worker."""
+    live = LiveServer(tiny_weights_dir, {"DETECTOR_WORKERS": "1"}, production=True)
+    try:
+        live.wait_ready()
+        yield live
+    finally:
+        live.stop()
+
+
+def _page_transfers(driver) -> list[dict]:
+    """The document's and every static asset's Resource Timing entry (API calls are data, not page weight)."""
+    return driver.execute_script("""
+        return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+            .filter((e) => !new URL(e.name).pathname.startsWith('/api/'))
+            .map((e) => ({url: e.name, transferSize: e.transferSize, encodedBodySize: e.encodedBodySize,
+                          decodedBodySize: e.decodedBodySize, status: e.responseStatus, type: e.entryType}));
+    """)
+
+
+@pytest.mark.parametrize("which", ["dev", "production"])
+def test_first_visit_is_small_and_compressed_and_a_second_visit_comes_from_the_cache(which, request, browser):
+    live = request.getfixturevalue("server" if which == "dev" else "production_server")
+    _open(browser, live.base)
+    _wait(browser, _js("document.readyState === 'complete'"), "the page never finished loading")
+    first = _page_transfers(browser)
+    assert len(first) >= 10, first  # the document, the stylesheet and the modules
+    total = sum(entry["transferSize"] for entry in first)
+    assert total <= PAGE_WEIGHT_LIMIT, f"first visit transferred {total:,} bytes: {first}"
+    for entry in first:
+        if entry["url"].endswith((".js", ".css", "/")):
+            assert entry["encodedBodySize"] < entry["decodedBodySize"], f"sent uncompressed: {entry}"
+
+    # A second visit (a new navigation, not a reload): the document is revalidated (304, no body) and every asset
+    # is taken from the browser's cache without asking the server.
+    browser.get("about:blank")
+    _open(browser, live.base)
+    _wait(browser, _js("document.readyState === 'complete'"), "the page never finished loading")
+    second = _page_transfers(browser)
+    document = next(entry for entry in second if entry["type"] == "navigation")
+    # A 304 carries headers only; the body Chrome reports is the cached one.
+    assert 0 < document["transferSize"] < min(1000, document["encodedBodySize"]), document
+    fetched = [entry for entry in second if entry["type"] == "resource" and entry["transferSize"] > 0]
+    assert fetched == [], f"assets fetched again on a second visit: {fetched}"
