@@ -646,3 +646,24 @@ def test_first_visit_is_small_and_compressed_and_a_second_visit_comes_from_the_c
     assert 0 < document["transferSize"] < min(1000, document["encodedBodySize"]), document
     fetched = [entry for entry in second if entry["type"] == "resource" and entry["transferSize"] > 0]
     assert fetched == [], f"assets fetched again on a second visit: {fetched}"
+
+
+def test_a_sample_is_one_click_away_and_runs_through_the_upload_path(server, browser):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, server.base)
+    _wait(browser, _js("!document.getElementById('samples').hidden"), "no sample buttons")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#samples button[data-sample]")
+    assert [button.get_attribute("data-sample") for button in buttons] == [
+        "cifake-real.jpg", "cifake-ai.jpg", "photo-real.jpg", "photo-ai.jpg"]
+    assert not any(url.endswith(".jpg") for url in _requested_urls(browser))  # images only on a click
+
+    sample = PROJECT_ROOT / "frontend" / "assets" / "samples" / "photo-ai.jpg"
+    _, expected = server.request("POST", "/api/predict", sample.read_bytes(), "image/jpeg")
+    buttons[3].click()
+    _wait_all_settled(browser, 1)
+    assert _text(browser, "result-heading") == "sample-photo-ai.jpg"
+    label = "UNCERTAIN" if expected["verdict"]["uncertain"] else expected["verdict"]["label"]
+    assert browser.execute_script("return document.getElementById('verdict').dataset.label;") == label
+    assert f"photo models, {expected['tiles']} tiles" in _text(browser, "result-facts")
+    assert "CC BY-SA 4.0" in _text(browser, "samples")  # the credits travel with the samples

@@ -73,3 +73,17 @@ def test_the_app_serves_the_page_and_its_assets(tmp_path):
         served = client.get(f"/assets/js/{script.name}")
         # Browsers refuse module scripts served with a non-JavaScript type.
         assert served.status_code == 200 and served.mimetype in ("text/javascript", "application/javascript")
+
+
+def test_every_sample_is_listed_with_its_source_and_licence_and_the_set_stays_small():
+    import json
+
+    folder = FRONTEND / "assets" / "samples"
+    manifest = json.loads((folder / "samples.json").read_text())
+    listed = {sample["file"] for sample in manifest["samples"]}
+    assert listed == {path.name for path in folder.glob("*.jpg")}
+    for sample in manifest["samples"]:
+        assert sample["licence"] and sample["source"] and sample["truth"] in ("REAL", "FAKE")
+        fixture = Path(__file__).resolve().parents[2] / sample["from"]
+        assert (folder / sample["file"]).read_bytes() == fixture.read_bytes()  # bytes unchanged
+    assert sum(path.stat().st_size for path in folder.iterdir()) < 40_000

@@ -5,6 +5,7 @@ import { initHeatmapControls } from "./heatmap.js";
 import { describeError, limitsText, verdictText } from "./messages.js";
 import { AnalysisQueue } from "./queue.js";
 import { renderDetail, renderList } from "./render.js";
+import { initSamples } from "./samples.js";
 import { initThemeToggle } from "./theme.js";
 import { initUpload } from "./upload.js";
 import { checkFile, DEFAULT_LIMITS } from "./validate.js";
@@ -124,6 +125,7 @@ async function watchService() {
 initThemeToggle($("theme-toggle"));
 initHeatmapControls();
 initUpload({ dropZone: $("drop-zone"), fileInput: $("file-input"), onFiles: addFiles });
+initSamples({ container: $("samples"), onFiles: addFiles });
 $("retry-button").addEventListener("click", () => queue.retry(selectedId));
 $("clear-queue").addEventListener("click", () => {
   queue.clear();
