@@ -652,7 +652,8 @@ def test_a_sample_is_one_click_away_and_runs_through_the_upload_path(server, bro
     from selenium.webdriver.common.by import By
 
     _open(browser, server.base)
-    _wait(browser, _js("!document.getElementById('samples').hidden"), "no sample buttons")
+    _wait(browser, _js("document.querySelector('#samples button').title.includes('Licence')"),
+          "the sample buttons were not wired up")
     buttons = browser.find_elements(By.CSS_SELECTOR, "#samples button[data-sample]")
     assert [button.get_attribute("data-sample") for button in buttons] == [
         "cifake-real.jpg", "cifake-ai.jpg", "photo-real.jpg", "photo-ai.jpg"]

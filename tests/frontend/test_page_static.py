@@ -87,3 +87,5 @@ def test_every_sample_is_listed_with_its_source_and_licence_and_the_set_stays_sm
         fixture = Path(__file__).resolve().parents[2] / sample["from"]
         assert (folder / sample["file"]).read_bytes() == fixture.read_bytes()  # bytes unchanged
     assert sum(path.stat().st_size for path in folder.iterdir()) < 40_000
+    buttons = re.findall(r'data-sample="([^"]+)">([^<]+)</button>', (FRONTEND / "index.html").read_text())
+    assert buttons == [(sample["file"], sample["title"]) for sample in manifest["samples"]]

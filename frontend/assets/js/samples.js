@@ -1,7 +1,9 @@
-// "Try a sample": a few shipped example images, each one click from the normal upload path. The list and each
-// image's source and licence come from ../samples/samples.json; an image is fetched only when its button is clicked,
-// so the samples cost nothing on a first visit.
+// "Try a sample": a few shipped example images, each one click from the normal upload path. The buttons are in the
+// markup (drawn with the page, so nothing moves when this runs); each image's source and licence come from
+// ../samples/samples.json, imported with the module graph. An image is fetched only when its button is clicked, so
+// the samples cost nothing on a first visit.
 import { el } from "./dom.js";
+import manifest from "../samples/samples.json" with { type: "json" };
 
 // Beside this module, inside the same versioned assets folder: the page's host, wherever the API lives.
 const SAMPLES_DIR = new URL("../samples/", import.meta.url);
@@ -13,51 +15,28 @@ async function loadSample(sample) {
   return new File([blob], `sample-${sample.file}`, { type: blob.type || "image/jpeg" });
 }
 
-/** Fill `container` with one button per sample; a click hands its image to `onFiles([file])`, as an upload would. */
-export async function initSamples({ container, onFiles }) {
-  let manifest;
-  try {
-    const response = await fetch(new URL("samples.json", SAMPLES_DIR));
-    manifest = await response.json();
-  } catch {
-    return; // no samples: the page works as before
+/** Wire the sample buttons in `container`: a click hands that image to `onFiles([file])`, as an upload would. */
+export function initSamples({ container, onFiles }) {
+  const status = container.querySelector("#sample-status");
+  const byFile = new Map(manifest.samples.map((sample) => [sample.file, sample]));
+  for (const button of container.querySelectorAll("button[data-sample]")) {
+    const sample = byFile.get(button.dataset.sample);
+    if (!sample) continue;
+    button.title = `${sample.source}. Licence: ${sample.licence}.`;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      status.hidden = true;
+      try {
+        onFiles([await loadSample(sample)]);
+      } catch {
+        status.textContent = "The sample could not be loaded. Reload the page to try again.";
+        status.hidden = false;
+      } finally {
+        button.disabled = false;
+      }
+    });
   }
-  const status = el("p", { class: "muted text-xs", role: "status" });
-  const buttons = manifest.samples.map((sample) =>
-    el("button", {
-      type: "button",
-      class: "btn",
-      dataset: { sample: sample.file },
-      title: `${sample.source}. Licence: ${sample.licence}.`,
-      text: sample.title,
-      on: {
-        click: async (event) => {
-          const button = event.currentTarget;
-          button.disabled = true;
-          status.textContent = "";
-          try {
-            onFiles([await loadSample(sample)]);
-          } catch {
-            status.textContent = "The sample could not be loaded. Reload the page to try again.";
-          } finally {
-            button.disabled = false;
-          }
-        },
-      },
-    }),
+  container.querySelector("#sample-credits").replaceChildren(
+    ...manifest.samples.map((sample) => el("li", { text: `${sample.title}: ${sample.source}. ${sample.licence}.` })),
   );
-  const credits = el(
-    "details",
-    { class: "muted text-xs" },
-    el("summary", { text: "Where the samples come from" }),
-    el("ul", { class: "mt-2 list-disc space-y-1 pl-5" },
-      manifest.samples.map((sample) => el("li", { text: `${sample.title}: ${sample.source}. ${sample.licence}.` }))),
-  );
-  container.replaceChildren(
-    el("p", { class: "text-sm font-medium", text: "No image at hand? Try a sample:" }),
-    el("div", { class: "flex flex-wrap gap-2" }, buttons),
-    status,
-    credits,
-  );
-  container.hidden = false;
 }
