@@ -55,7 +55,7 @@ train-photo: $(STAMP)  ## both photo models on data/photos-v1 (the shipped recip
 	$(PY) train_efficientnet.py --profile photo --threads 1 --resume; wait
 
 photo-audit: $(STAMP)  ## docs/photo-data.md: how well trivial cues separate the photo corpus's classes
-	$(PY) -m utils.photo_audit
+	$(PY) -m utils.evaluation.photo_audit
 
 LOFO_FAMILIES := GAN DALL-E Midjourney Stable_Diffusion other_diffusion
 LOFO_EPOCHS ?= 6

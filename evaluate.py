@@ -1,6 +1,6 @@
 """Evaluate the shipped models (and their ensemble) on any folder laid out as <root>/{REAL,FAKE}/*.
 
-The photo pair: python evaluate.py --profile photo [--fit-pair] [--lofo-dir runs/lofo] (utils/photo_evaluation.py).
+The photo pair: python evaluate.py --profile photo [--fit-pair] [--lofo-dir runs/lofo] (utils/evaluation/photo_evaluation.py).
 
 Example: python evaluate.py --data-dir data/cifake/test --output docs/reports/cifake-test
 Writes <output>/metrics.json and PNGs (confusion matrices, ROC, precision-recall, reliability).
@@ -21,21 +21,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.adversarial import parse_epsilon
-from utils.calibration import p_fake_from_logits
-from utils.checkpoint import git_commit, load_checkpoint, utc_now
 from utils.config import load_config, project_path
-from utils.data import load_image_folder
-from utils.ensemble import ensemble_p_fake, ensemble_threshold
+from utils.data.folders import load_image_folder
 from utils.entry_point import USER_ERRORS, run_entry_point
 from utils.errors import ModelUnavailable
-from utils.inference import predict_logits
-from utils.metrics import binary_metrics
-from utils.preprocessing import PreprocessSpec
-from utils.report_markdown import fgsm_transfer_section, fgsm_white_box_section
-from utils.report_plots import plot_confusion_matrices, plot_fgsm_accuracy, plot_reliability, plot_roc_and_pr
-from utils.robustness import fgsm_evaluation
-from utils.scoring import common_input_size, load_calibrated_models, stratified_sample
+from utils.evaluation.adversarial import parse_epsilon
+from utils.evaluation.metrics import binary_metrics
+from utils.evaluation.report_markdown import fgsm_transfer_section, fgsm_white_box_section
+from utils.evaluation.report_plots import plot_confusion_matrices, plot_fgsm_accuracy, plot_reliability, plot_roc_and_pr
+from utils.evaluation.robustness import fgsm_evaluation
+from utils.inference.calibration import p_fake_from_logits
+from utils.inference.checkpoint import git_commit, load_checkpoint, utc_now
+from utils.inference.ensemble import ensemble_p_fake, ensemble_threshold
+from utils.inference.forward import predict_logits
+from utils.inference.preprocessing import PreprocessSpec
+from utils.inference.scoring import common_input_size, load_calibrated_models, stratified_sample
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -160,7 +160,7 @@ if __name__ == "__main__":
     import sys
 
     if "--profile" in sys.argv[1:]:  # the photo pair: tiles, per source and generator, robustness, LOFO
-        from utils.photo_evaluation import main as photo_main
+        from utils.evaluation.photo_evaluation import main as photo_main
         run_entry_point(photo_main, (ModelUnavailable, *USER_ERRORS))
     else:
         run_entry_point(main, (ModelUnavailable, *USER_ERRORS))

@@ -12,7 +12,7 @@ import argparse
 import logging
 
 from utils.config import load_config, project_path
-from utils.data_prep import is_photo_corpus_source, prepare_dataset, prepare_photo_corpus
+from utils.data.prepare import is_photo_corpus_source, prepare_dataset, prepare_photo_corpus
 from utils.entry_point import USER_ERRORS, run_entry_point
 
 

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import torch
 
-from utils.adversarial import parse_epsilon
-from utils.checkpoint import git_commit, utc_now
 from utils.config import PROJECT_ROOT, load_config, project_path
-from utils.ensemble import ensemble_threshold
+from utils.data.folders import load_image_folder
 from utils.entry_point import USER_ERRORS, run_entry_point
 from utils.errors import ModelUnavailable
-from utils.report_markdown import render_report
-from utils.report_plots import plot_corruption_curves, plot_fgsm_accuracy
-from utils.data import load_image_folder
-from utils.robustness import analyse_folder, fgsm_evaluation
-from utils.scoring import common_input_size, load_calibrated_models, stratified_sample
+from utils.evaluation.adversarial import parse_epsilon
+from utils.evaluation.report_markdown import render_report
+from utils.evaluation.report_plots import plot_corruption_curves, plot_fgsm_accuracy
+from utils.evaluation.robustness import analyse_folder, fgsm_evaluation
+from utils.inference.checkpoint import git_commit, utc_now
+from utils.inference.ensemble import ensemble_threshold
+from utils.inference.scoring import common_input_size, load_calibrated_models, stratified_sample
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Example: python train_cnn.py --data-dir data/cifake/train --epochs 8
 """
-from utils.training import run_cli
+from utils.training.folders import run_cli
 
 if __name__ == "__main__":
     run_cli("cnn", __doc__)

@@ -2,7 +2,7 @@
 
 Example: python train_efficientnet.py --data-dir data/cifake/train --pretrained torchvision
 """
-from utils.training import run_cli
+from utils.training.folders import run_cli
 
 if __name__ == "__main__":
     run_cli("efficientnet", __doc__)

@@ -4,14 +4,14 @@ from __future__ import annotations
 import logging
 
 import torch
-from flask import Flask, request
+from flask import Flask
 from flask_cors import CORS
 
 from backend import pages
 from backend.detector import Detector, DetectorHolder
 from backend.errors import register_error_handlers
 from backend.routes import api
-from backend.settings import BATCH_PATH, body_limit, detector_options, serving_settings
+from backend.settings import body_limit, detector_options, serving_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     CORS(app, resources={r"/api/*": {"origins": origins.split(",") if isinstance(origins, str) and
                                      origins != "*" else origins}})
     app.register_blueprint(api)
-
-    @app.before_request
-    def batch_body_limit():
-        if request.path == BATCH_PATH:
-            request.max_content_length = body_limit(settings, BATCH_PATH)
     register_error_handlers(app)
     app.register_blueprint(pages.bp)
     return app

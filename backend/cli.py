@@ -18,16 +18,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
 
 from backend.detector import Detector
 from backend.settings import detector_options, serving_settings
-from utils.data import IMAGE_SUFFIXES
+from utils.data.folders import IMAGE_SUFFIXES
 from utils.errors import DetectorError, ModelUnavailable
-from utils.image_io import decode_image
+from utils.imaging.decoding import decode_image
 
 
 def _positive_int(text: str) -> int:
@@ -50,7 +50,7 @@ def iter_image_paths(paths: list[str]) -> Iterator[Path]:
 def thumbnail_model_names(settings: dict) -> list[str]:
     """The names the rows' p_fake columns use (the thumbnail pair's), read from the checkpoints without loading them
     into a runtime, in the order the detector lists them."""
-    from utils.checkpoint import read_checkpoint
+    from utils.inference.checkpoint import read_checkpoint
 
     names = []
     for key, file in settings["model_files"].items():
@@ -136,8 +136,8 @@ def score(paths: list[Path], detector: Detector, batch_size: int, max_pixels: in
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, score, write rows; exit 0 if every file was scored, 1 if some failed, 2 on usage errors."""
+def get_args_parser() -> argparse.ArgumentParser:
+    """The command line: `predict PATHS...` and its flags."""
     parser = argparse.ArgumentParser(prog="python -m backend.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                               "(pip install -r requirements-ray.txt)")
     predict.add_argument("--address", help="with --engine ray: join this Ray cluster (host:port, ray://host:port "
                                            "or auto) instead of starting a local one")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, with the Ray engine's needs checked up front (a usage error exits 2 before anything loads)."""
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.address and args.engine != "ray":
         parser.error("--address needs --engine ray")
@@ -172,49 +178,53 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--engine ray needs Ray: pip install -r requirements-ray.txt")
         except ValueError as error:
             parser.error(str(error))
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    threads = args.threads or os.cpu_count() or 1
-    workers = args.workers or threads
-    runtime_threads = max(1, threads // workers)
-    torch.set_num_threads(runtime_threads)
+    return args
 
-    overrides = {key: value for key, value in (("weights_dir", args.weights_dir), ("runtime", args.runtime)) if value}
-    settings = serving_settings(overrides)
+
+class UsageError(Exception):
+    """A problem the user can fix (no weights, no images, no Ray cluster): one line on stderr, exit status 2."""
+
+
+def row_columns(model_names: list[str]) -> list[str]:
+    """The output's columns, in order: one p_fake per model of the thumbnail pair, then the verdict and evidence."""
+    return (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in model_names]
+            + ["p_fake", "verdict", "uncertain", "basis", "declared", "declared_by", "generator", "c2pa_valid",
+               "error"])
+
+
+def load_engine(args: argparse.Namespace, settings: dict, workers: int,
+                runtime_threads: int) -> tuple[list[str], Callable[[list[Path]], Iterator[dict]]]:
+    """The output's columns, and a function from paths to rows in input order on the chosen engine. The local
+    engine loads its detector here, so missing weights are reported before any file is looked at."""
     try:
         if args.engine == "local":
             detector = Detector.from_weights_dir(settings["weights_dir"], settings["model_files"],
                                                  runtime=settings["runtime"], threads=runtime_threads,
                                                  explanations=False, **detector_options(settings))
-            model_names = detector.model_names
-        else:  # each Ray worker loads its own detector; the columns come from the checkpoints' metadata
-            model_names = thumbnail_model_names(settings)
+            return row_columns(detector.model_names), lambda paths: score(
+                paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet, workers=workers)
+        # each Ray worker loads its own detector; the columns come from the checkpoints' metadata
+        columns = row_columns(thumbnail_model_names(settings))
     except DetectorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 2
-    paths = list(iter_image_paths(args.paths))
-    if not paths:
-        print("error: no image files found", file=sys.stderr)
-        return 2
-    fields = (["path", "profile", "tiles"] + [f"p_fake_{name}" for name in model_names]
-              + ["p_fake", "verdict", "uncertain", "basis", "declared", "declared_by", "generator", "c2pa_valid",
-                 "error"])
-    if args.engine == "local":
-        rows_iterator = score(paths, detector, args.batch_size, settings["max_pixels"], progress=not args.quiet,
-                              workers=workers)
-    else:
+        raise UsageError(error.message) from None
+
+    def rows_on_ray(paths: list[Path]) -> Iterator[dict]:
         from backend.ray_engine import score_with_ray, start_ray
 
         try:
             start_ray(args.address, cpus=workers * runtime_threads)
         except RuntimeError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        rows_iterator = score_with_ray(paths, settings, args.batch_size, workers, runtime_threads,
-                                       progress=not args.quiet)
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+            raise UsageError(str(error)) from None
+        return score_with_ray(paths, settings, args.batch_size, workers, runtime_threads, progress=not args.quiet)
+    return columns, rows_on_ray
+
+
+def write_rows(rows_iterator: Iterator[dict], columns: list[str], output: str | None, fmt: str) -> int:
+    """Write every row (CSV or JSON lines) to `output` or standard output; returns how many rows are errors."""
+    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     failures = 0
     try:
-        writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
+        writer = csv.DictWriter(out, fieldnames=columns) if fmt == "csv" else None
         if writer:
             writer.writeheader()
         with closing(rows_iterator) as rows:
@@ -227,6 +237,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, score, write rows; exit 0 if every file was scored, 1 if some failed, 2 on usage errors."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    threads = args.threads or os.cpu_count() or 1
+    workers = args.workers or threads
+    runtime_threads = max(1, threads // workers)
+    torch.set_num_threads(runtime_threads)
+    overrides = {key: value for key, value in (("weights_dir", args.weights_dir), ("runtime", args.runtime)) if value}
+    settings = serving_settings(overrides)
+    try:
+        columns, rows_for = load_engine(args, settings, workers, runtime_threads)
+        paths = list(iter_image_paths(args.paths))
+        if not paths:
+            raise UsageError("no image files found")
+        rows = rows_for(paths)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failures = write_rows(rows, columns, args.output, args.format)
     if failures:
         print(f"{failures} of {len(paths)} files could not be scored", file=sys.stderr)
     return 1 if failures else 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -16,22 +15,22 @@ import torch
 from torch import nn
 
 from models import split_at_gradcam_layer
-from utils.calibration import p_fake_from_logits
-from utils.checkpoint import load_checkpoint
-from utils.ensemble import ensemble_p_fake, ensemble_threshold
 from utils.errors import ModelUnavailable
-from utils.image_io import MEDIA_TYPES, DecodedImage
-from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg
-from utils.provenance import read_provenance
-from utils.provenance import warm_up as warm_up_provenance
-from utils.preprocessing import CLASS_NAMES, FAKE_INDEX, PreprocessSpec, fit_to_input, normalize_batch
-from utils.runtime import ForwardPass, build_forward
-from utils.tile_aggregation import aggregate_margins, p_fake_from_margin, tile_margins
-from utils.tile_heatmap import raw_tile_cams, stitch_tile_maps
-from utils.tiling import TileBox, is_smaller_than_tile, tile_image
+from utils.imaging.decoding import MEDIA_TYPES, DecodedImage
+from utils.imaging.provenance import read_provenance
+from utils.imaging.provenance import warm_up as warm_up_provenance
+from utils.inference.calibration import p_fake_from_logits
+from utils.inference.checkpoint import load_checkpoint
+from utils.inference.ensemble import ensemble_p_fake, ensemble_threshold, read_pair_threshold
+from utils.inference.overlay import display_image, jpeg_data_uri, overlay_jpeg
+from utils.inference.preprocessing import CLASS_NAMES, FAKE_INDEX, PreprocessSpec, fit_to_input, normalize_batch
+from utils.inference.runtime import ForwardPass, build_forward
+from utils.inference.tile_aggregation import aggregate_margins, p_fake_from_margin, tile_margins
+from utils.inference.tile_heatmap import raw_tile_cams, stitch_tile_maps
+from utils.inference.tiling import TileBox, is_smaller_than_tile, tile_image
 
 if TYPE_CHECKING:
-    from utils.gradcam import GradCamExplainer
+    from utils.inference.gradcam import GradCamExplainer
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ class Detector:
             if explanations:
                 # imported here: pytorch-grad-cam and its dependencies add a second to the start of code that
                 # only scores (the batch CLI)
-                from utils.gradcam import GradCamExplainer
+                from utils.inference.gradcam import GradCamExplainer
                 explainer = GradCamExplainer(split, spec.input_size, runtime, threads,
                                              tile_batch=max_tiles if photo else None)
             loaded.append(LoadedModel(name=metadata["name"], model=model, metadata=metadata, spec=spec,
@@ -380,28 +379,6 @@ def is_blank(pixels: np.ndarray) -> bool:
     """Whether the uint8 RGB pixels the models saw (a thumbnail's input, a photo's tiles) are one flat colour."""
     grey = pixels.reshape(-1, 3).astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return float(grey.std()) < BLANK_STD
-
-
-PAIR_FILE = "photo_pair.json"
-
-
-def read_pair_threshold(weights_dir: Path, pair: list[LoadedModel]) -> float | None:
-    """The photo ensemble's validation-chosen threshold from `photo_pair.json`, if it was fitted on these very
-    checkpoints (their creation times must match); otherwise None, and the mean of the members' thresholds."""
-    path = weights_dir / PAIR_FILE
-    if not path.is_file():
-        return None
-    try:
-        fitted = json.loads(path.read_text(encoding="utf-8"))
-        members = {m.name: m.metadata.get("created_at") for m in pair}
-        if fitted.get("members") != members:
-            log.warning("%s was fitted on other photo checkpoints (%s, loaded %s); using the mean of the "
-                        "models' thresholds", path.name, fitted.get("members"), members)
-            return None
-        return float(fitted["threshold"])
-    except (ValueError, KeyError, TypeError):
-        log.warning("%s is not a valid pair calibration; using the mean of the models' thresholds", path.name)
-        return None
 
 
 def _headline(metrics: dict | None) -> dict | None:

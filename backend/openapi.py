@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from backend.intake import OTHER_PARTS
-from utils.image_io import MEDIA_TYPES, SUPPORTED_FORMATS
+from utils.imaging.decoding import MEDIA_TYPES, SUPPORTED_FORMATS
 
 # What the upload endpoints read: the image's type is judged from its bytes, never from a declared Content-Type.
 IMAGE_MEDIA_TYPES = tuple(MEDIA_TYPES[name] for name in SUPPORTED_FORMATS)

@@ -9,8 +9,9 @@ from backend.asgi import CLIENT_GONE_KEY
 from backend.errors import ClientGone, error_body, status_for
 from backend.intake import read_batch_uploads, read_single_upload
 from backend.openapi import openapi_document
+from backend.settings import BATCH_PATH, body_limit
 from utils.errors import BadRequest, BatchBudgetSpent, DetectorError, ImageTooLarge
-from utils.image_io import SUPPORTED_FORMATS, MEDIA_TYPES, decode_image
+from utils.imaging.decoding import MEDIA_TYPES, SUPPORTED_FORMATS, decode_image
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -21,6 +22,13 @@ def _settings() -> dict:
 
 def _holder():
     return current_app.extensions["detector"]
+
+
+@api.before_request
+def batch_body_limit():
+    """A batch may send more bytes than one image (werkzeug answers 413 before reading a body over the limit)."""
+    if request.path == BATCH_PATH:
+        request.max_content_length = body_limit(_settings(), BATCH_PATH)
 
 
 def _explain_requested() -> bool:

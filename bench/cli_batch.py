@@ -33,9 +33,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (PROJECT_ROOT, fmt, git_info, kib_to_mib, machine_info, markdown_table, utc_now,
-                          write_json)
-from utils.data import IMAGE_SUFFIXES  # the suffixes the CLI scores in a folder
+from bench.common import PROJECT_ROOT, fmt, git_info, kib_to_mib, machine_info, markdown_table, utc_now, write_json
+from utils.data.folders import IMAGE_SUFFIXES  # the suffixes the CLI scores in a folder
 
 log = logging.getLogger("bench.cli_batch")
 

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
-from utils.markdown import markdown_table  # noqa: F401  (the benchmarks' tables come from here)
+from utils.evaluation.markdown import markdown_table  # noqa: F401  (the benchmarks' tables come from here)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KIB_PER_MIB = 1024

@@ -15,7 +15,6 @@ The Markdown table is printed; the JSON goes to --output.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import io
 import json
@@ -35,15 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.detector import Detector  # noqa: E402
-from bench.common import machine_info, write_json  # noqa: E402
 from backend.settings import serving_settings  # noqa: E402
+from bench.common import machine_info, write_json  # noqa: E402
 from models import split_at_gradcam_layer  # noqa: E402
-from utils.calibration import p_fake_from_logits  # noqa: E402
-from utils.gradcam import GradCamExplainer  # noqa: E402
-from utils.overlay import display_image, jpeg_data_uri, overlay_jpeg  # noqa: E402
-from utils.image_io import decode_image  # noqa: E402
-from utils.preprocessing import fit_to_input, normalize_batch  # noqa: E402
-from utils.runtime import OnnxForward, TorchForward  # noqa: E402
+from utils.imaging.decoding import decode_image  # noqa: E402
+from utils.inference.calibration import p_fake_from_logits  # noqa: E402
+from utils.inference.gradcam import GradCamExplainer  # noqa: E402
+from utils.inference.overlay import display_image, jpeg_data_uri, overlay_jpeg  # noqa: E402
+from utils.inference.preprocessing import fit_to_input, normalize_batch  # noqa: E402
+from utils.inference.runtime import OnnxForward, TorchForward  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "cifake_test_sample" / "FAKE"
 OOD_DIRS = (ROOT / "data" / "sd-vs-coco-200" / "REAL", ROOT / "data" / "sd-vs-coco-200" / "FAKE")

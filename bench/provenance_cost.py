@@ -2,7 +2,7 @@
 
 The server calls it once per image, on the upload's bytes, so its time is the extra server time. Payloads: a
 32x32 JPEG and a 2048x1536 JPEG without metadata, the committed C2PA and Stable Diffusion fixtures, an image signed
-in the run as AI-generated, and the metadata bombs of tests/test_provenance.py (a 10 MB XMP packet, 10,000 PNG text
+in the run as AI-generated, and the metadata bombs of tests/utils/imaging/test_provenance.py (a 10 MB XMP packet, 10,000 PNG text
 chunks, a text chunk that inflates to 1 GiB, a corrupt JUMBF box). Each is timed --repeats times after a warm-up;
 p50 and max are printed, in milliseconds, with the machine.
 
@@ -23,7 +23,7 @@ from bench.common import PROJECT_ROOT, git_info, machine_info, markdown_table, u
 
 def payloads() -> dict[str, tuple[bytes, str]]:
     from tests import c2pa_signing, images
-    from tests.test_provenance import C2PA_FIXTURES, METADATA_BOMBS, SD_FIXTURES
+    from tests.utils.imaging.test_provenance import C2PA_FIXTURES, METADATA_BOMBS, SD_FIXTURES
 
     out = {"JPEG 32x32, no metadata": (images.jpeg(32, 32), "JPEG"),
            "JPEG 2048x1536, no metadata": (images.jpeg(2048, 1536), "JPEG"),
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--output", default=str(PROJECT_ROOT / "bench" / "results" / "provenance.json"))
     args = parser.parse_args(argv)
-    from utils.image_io import MEDIA_TYPES
-    from utils.provenance import read_provenance, warm_up
+    from utils.imaging.decoding import MEDIA_TYPES
+    from utils.imaging.provenance import read_provenance, warm_up
 
     warm_up()
     rows, document = [], {"benchmark": "provenance_cost", "started_at": utc_now(), "machine": machine_info(),

@@ -60,6 +60,11 @@ class UpsamplingResidual(nn.Module):
         return x - coarse
 
 
+def artifact_cnn_gradcam_layer(first_stage_stride: int = 1, **_) -> str:
+    """The stage Grad-CAM explains: the one whose map is 8x8 at 32 px, in either stem layout."""
+    return "stages.2" if first_stage_stride == 1 else "stages.1"
+
+
 class ArtifactCNN(nn.Module):
     """Custom CNN: full-resolution stem, three residual conv stages, global max+mean pooling, linear head."""
 
@@ -70,7 +75,7 @@ class ArtifactCNN(nn.Module):
             raise ValueError("widths must give 4 channel counts: stem and three stages")
         if first_stage_stride not in (1, 2):
             raise ValueError(f"first_stage_stride must be 1 or 2, got {first_stage_stride}")
-        self.gradcam_layer = "stages.2" if first_stage_stride == 1 else "stages.1"
+        self.gradcam_layer = artifact_cnn_gradcam_layer(first_stage_stride=first_stage_stride)
         stem_width, *stage_widths = widths
         # weightless, so checkpoints without it load unchanged
         self.input_transform = UpsamplingResidual() if input_residual else nn.Identity()

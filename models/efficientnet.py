@@ -92,7 +92,7 @@ def build_efficientnet_b0(num_classes: int = 2, dropout: float = 0.2, upsample: 
     `upsample` times first (1: none, the plain torchvision network)."""
     # torchvision's own B0 configuration (what torchvision.models.efficientnet_b0 builds), in a subclass that
     # only adds the upsampling in front. _efficientnet_conf is torchvision-private (pinned in requirements.txt);
-    # tests/test_models.py loads this model's state dict strictly into torchvision's efficientnet_b0.
+    # tests/models/test_models.py loads this model's state dict strictly into torchvision's efficientnet_b0.
     setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
     model = EfficientNetWithInputUpsample(setting, dropout, upsample=upsample, last_channel=last_channel,
                                           num_classes=num_classes)

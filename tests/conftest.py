@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from models import build_model
-from utils.checkpoint import save_checkpoint
 from utils.config import load_config
-from utils.preprocessing import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
+from utils.inference.checkpoint import save_checkpoint
+from utils.inference.preprocessing import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +71,32 @@ def write_tiny_photo_pair(folder: Path) -> None:
     effnet = build_model("efficientnet_b0", **effnet_args)
     save_checkpoint(folder / Path(config["efficientnet_photo"]["output"]).name, effnet,
                     tiny_photo_metadata("efficientnet", "efficientnet_b0", effnet_args, effnet.gradcam_layer))
+
+
+# The Flask app and its test client, as the Flask tutorial's conftest gives them: random-init tiny models loaded
+# up front (tests of the plumbing), a fresh app per test module. `make_app` builds one with other settings.
+@pytest.fixture(scope="session")
+def make_app(tiny_weights_dir):
+    from backend import create_app
+
+    def make(**overrides):
+        return create_app({"weights_dir": str(tiny_weights_dir), "load_in_background": False, **overrides})
+    return make
+
+
+@pytest.fixture(scope="module")
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def shipped_client():
+    """A test client of the app with the weights that ship in saved_models/ (the real models)."""
+    from backend import create_app
+
+    return create_app({"load_in_background": False}).test_client()

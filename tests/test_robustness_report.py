@@ -9,7 +9,7 @@ import pytest
 
 import evaluate
 import robustness_report
-from utils.scoring import stratified_sample
+from utils.inference.scoring import stratified_sample
 
 
 def _strict_json(path: Path) -> dict:

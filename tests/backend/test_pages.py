@@ -135,3 +135,9 @@ def test_an_edited_file_is_served_at_once_under_a_new_build(copied_client):
     # The old build's URL still answers, with the new content, but is no longer cached for good.
     old = client.get("/" + next(url for url in before if url.endswith("app.css")))
     assert old.data.endswith(b"/* edited */") and old.headers["Cache-Control"] == REVALIDATE
+
+
+def test_request_checks_sit_on_the_blueprint_they_guard(client):
+    checks = {scope: [function.__name__ for function in functions]
+              for scope, functions in client.application.before_request_funcs.items()}
+    assert checks.get("api") == ["batch_body_limit"] and None not in checks and "pages" not in checks
