@@ -6,16 +6,16 @@ it, and its default input size and normalisation. config/config.yaml only overri
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from models.artifact_cnn import ArtifactCNN, artifact_cnn_gradcam_layer, split_artifact_cnn
-from models.efficientnet import (EFFICIENTNET_GRADCAM_LAYER, build_efficientnet_b0, load_imagenet_weights,
-                                 split_efficientnet_b0)
-
+# The architectures' default normalisation. This module imports no torch: the config reads the defaults below in
+# processes that never build a model (the production launcher, benchmark clients), so each record names its
+# implementation and the module holding it is imported on first use.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -33,15 +33,28 @@ class GradCamSplit(NamedTuple):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One registered architecture."""
+    """One registered architecture: its implementation (module and names in it) and its defaults."""
 
     name: str
-    build: Callable[..., nn.Module]  # arch_args -> a randomly initialised model
-    split: Callable[[nn.Module], tuple[nn.Module, nn.Module]]  # model -> (prefix, suffix) at the Grad-CAM layer
-    gradcam_layer: Callable[..., str]  # arch_args -> the name of the layer Grad-CAM explains
+    module: str  # where the three callables below live
+    builder: str  # arch_args -> a randomly initialised model
+    splitter: str  # model -> (prefix, suffix) at the Grad-CAM layer
+    layer_rule: str  # arch_args -> the name of the layer Grad-CAM explains
     input_size: int = 32  # the CIFAKE side; the photo sections override it in the config
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    def _resolve(self, attribute: str):
+        return getattr(importlib.import_module(self.module), attribute)
+
+    def build(self, **arch_args) -> nn.Module:
+        return self._resolve(self.builder)(**arch_args)
+
+    def split(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+        return self._resolve(self.splitter)(model)
+
+    def gradcam_layer(self, **arch_args) -> str:
+        return self._resolve(self.layer_rule)(**arch_args)
 
     def default_cfg(self) -> dict:
         """The defaults a config section of this architecture starts from."""
@@ -49,9 +62,10 @@ class Architecture:
 
 
 REGISTRY: dict[str, Architecture] = {arch.name: arch for arch in (
-    Architecture("artifact_cnn", ArtifactCNN, split_artifact_cnn, artifact_cnn_gradcam_layer),
-    Architecture("efficientnet_b0", build_efficientnet_b0, split_efficientnet_b0,
-                 lambda **_: EFFICIENTNET_GRADCAM_LAYER),
+    Architecture("artifact_cnn", "models.artifact_cnn", "ArtifactCNN", "split_artifact_cnn",
+                 "artifact_cnn_gradcam_layer"),
+    Architecture("efficientnet_b0", "models.efficientnet", "build_efficientnet_b0", "split_efficientnet_b0",
+                 "efficientnet_b0_gradcam_layer"),
 )}
 
 
@@ -70,6 +84,13 @@ def build_model(arch: str, **arch_args) -> nn.Module:
 def split_at_gradcam_layer(arch: str, model: nn.Module) -> GradCamSplit:
     """Cut a model built by `build_model(arch, ...)` at its `gradcam_layer`."""
     return GradCamSplit(*architecture(arch).split(model))
+
+
+def load_imagenet_weights(model: nn.Module, source: str) -> None:
+    """Load ImageNet weights into an EfficientNet-B0 (models/efficientnet.py; `--pretrained`)."""
+    from models.efficientnet import load_imagenet_weights as load
+
+    return load(model, source)
 
 
 __all__ = ["Architecture", "GradCamSplit", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "architecture",

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 EFFICIENTNET_GRADCAM_LAYER = "features.3"
 
 
+def efficientnet_b0_gradcam_layer(**_) -> str:
+    """The layer Grad-CAM explains, whatever the arguments."""
+    return EFFICIENTNET_GRADCAM_LAYER
+
+
 def bicubic_upsampling_matrix(size: int, factor: int) -> torch.Tensor:
     """The (size * factor, size) matrix of PyTorch's bicubic upsampling along one axis (align_corners=False).
 

@@ -1,1 +1,1 @@
-"""What a model is fed and what its output means: preprocessing, checkpoints, runtimes, tiling, calibration, Grad-CAM."""
+"""Model input and output: preprocessing, checkpoints, runtimes, tiling, calibration, the ensemble, Grad-CAM."""

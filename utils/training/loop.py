@@ -168,13 +168,13 @@ def run_epochs(run: Run, resume: bool, one_epoch: Callable[[int], dict], validat
     resumable state and the history after each; returns the final state, with the best weights loaded."""
     hyperparameters = run.settings.hyperparameters
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    run.settings.write(run.run_dir)
     state = RunState()
     if resume and run.last_path.is_file():
-        state = run.restore()
+        state = run.restore()  # refused before anything in the folder changes if the settings differ
         log.info("resumed from %s after epoch %d", run.last_path, state.next_epoch)
     elif resume:
         log.warning("--resume given but %s does not exist; starting fresh", run.last_path)
+    run.settings.write(run.run_dir)
     started, elapsed_before = time.time(), state.elapsed_s
     for epoch in range(state.next_epoch, hyperparameters["epochs"]):
         if state.stale_epochs >= hyperparameters["patience"]:

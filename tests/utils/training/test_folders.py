@@ -80,6 +80,7 @@ def test_resume_refuses_a_run_started_with_other_settings_and_records_them_in_th
     assert recorded["hyperparameters"]["epochs"] == 1 and recorded["adversarial"] is None
     with pytest.raises(ValueError, match="hyperparameters.lr"):
         train_main("cnn", common + ["--resume", "--lr", "0.01"])
+    assert json.loads((tmp_path / "run" / "settings.json").read_text()) == recorded, "the record is left alone"
 
 
 def test_settings_resolve_flag_then_config_then_default_and_are_read_only():
