@@ -7,7 +7,6 @@ early stopping shared with the photo runs are in utils/training/loop.py, the set
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import build_model, load_imagenet_weights
 from utils.config import load_config, project_path
 from utils.data.augment import flip_and_translate
 from utils.data.folders import ImageSet, load_image_folder, split_train_val
@@ -26,12 +24,12 @@ from utils.entry_point import run_entry_point
 from utils.evaluation.adversarial import fgsm_training_batch, parse_epsilon
 from utils.evaluation.metrics import binary_metrics
 from utils.inference.calibration import choose_threshold, fit_temperature, p_fake_from_logits
-from utils.inference.checkpoint import load_checkpoint
 from utils.inference.forward import bf16_is_fast, predict_logits
 from utils.inference.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
 from utils.training.distillation import Teacher, check_distillation, distillation_loss, load_teacher, teacher_logits
-from utils.training.loop import (Batch, Batches, BatchTransform, Criterion, Run, RunState, build_optimizer, run_epochs,
-                                 save_trained, train_one_epoch, training_device, warmup_cosine)
+from utils.training.loop import (Batch, Batches, BatchTransform, Criterion, Run, RunState, build_initial_model,
+                                 build_optimizer, run_epochs, save_trained, train_one_epoch, training_device,
+                                 warmup_cosine)
 from utils.training.settings import Section, TrainingSettings, resolve_settings
 
 log = logging.getLogger(__name__)
@@ -178,36 +176,6 @@ def _limit_per_class(labels: torch.Tensor, indices: np.ndarray, limit: int, seed
     return np.sort(np.concatenate(kept))
 
 
-def initialise_from_checkpoint(model: nn.Module, path: str, model_cfg: dict, spec: PreprocessSpec) -> dict:
-    """Load a detector checkpoint's weights into `model`: the same architecture and normalisation, and weights of
-    the same shapes.
-
-    Arguments that leave the weights' shapes alone may differ (dropout, EfficientNet's input upsampling), and so
-    may the input size, since both networks end in global pooling: fine-tuning is how a model moves to a new
-    resolution without training from scratch.
-
-    Returns a summary of where the weights came from, stored in the new checkpoint's training metadata so the
-    total training time and lineage stay visible.
-    """
-    source, metadata = load_checkpoint(path)
-    expected = {"arch": model_cfg["arch"], "mean": list(spec.mean), "std": list(spec.std)}
-    found = {key: metadata.get(key) for key in expected}
-    if json.dumps(found, sort_keys=True) != json.dumps(expected, sort_keys=True):
-        raise ValueError(f"--init-from {path}: its model {found} differs from the configured {expected}")
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError as error:
-        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
-        raise ValueError(f"--init-from {path}: its weights do not fit the configured {model_cfg['arch']} "
-                         f"{model_cfg['arch_args']} (it has {metadata.get('arch_args')}): {detail}") from None
-    training = metadata.get("training") or {}
-    previous = training.get("total_train_seconds", training.get("train_seconds", 0.0))
-    return {"file": Path(path).name, "git_commit": metadata.get("git_commit"),
-            "created_at": metadata.get("created_at"), "epochs_run": training.get("epochs_run"),
-            "arch_args": metadata.get("arch_args"), "input_size": metadata.get("input_size"),
-            "total_train_seconds": previous}
-
-
 def calibrate_and_describe(model: nn.Module, val: ImageSet, spec: PreprocessSpec, device: torch.device) -> dict:
     """Fit temperature and threshold on validation logits (float32, as served); return them with val metrics."""
     logits = predict_logits(model, val.images, spec, device=device, bf16=False)
@@ -239,19 +207,6 @@ def load_data(args: argparse.Namespace, data_cfg: dict, spec: PreprocessSpec, se
         train_idx = _limit_per_class(dataset.labels, train_idx, args.limit, seed)
         val_idx = _limit_per_class(dataset.labels, val_idx, max(200, args.limit // 5), seed)
     return FolderData(dataset.subset(train_idx), dataset.subset(val_idx), val_fraction)
-
-
-def build_initial_model(args: argparse.Namespace, model_cfg: dict, spec: PreprocessSpec) -> tuple[nn.Module, dict]:
-    """The configured architecture, at random, from ImageNet weights (--pretrained) or from a detector checkpoint
-    (--init-from); returns it with a record of where its starting weights came from."""
-    model = build_model(model_cfg["arch"], **model_cfg["arch_args"])
-    pretrained = getattr(args, "pretrained", None)
-    if pretrained and args.init_from:
-        raise ValueError("--pretrained and --init-from both choose the starting weights; give one of them")
-    if pretrained:
-        load_imagenet_weights(model, pretrained)
-    init_from = initialise_from_checkpoint(model, args.init_from, model_cfg, spec) if args.init_from else None
-    return model, {"pretrained": pretrained, "init_from": init_from}
 
 
 def score_test_folder(model: nn.Module, test_dir: str | None, spec: PreprocessSpec, calibration: dict,
@@ -292,7 +247,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
         log.info("distilling from %s (%s), weight %.2f, temperature %.2f", teacher.source["file"],
                  teacher.source["arch"], settings["distillation"]["weight"], settings["distillation"]["temperature"])
 
-    model, origin = build_initial_model(args, model_cfg, spec)
+    model, origin = build_initial_model(args, model_cfg["arch"], model_cfg["arch_args"], spec)
     model = model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = len(data.train) // hyper["batch_size"]
     if steps_per_epoch == 0:

@@ -21,8 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.inference.checkpoint import git_commit, save_checkpoint, utc_now
+from models import build_model, load_imagenet_weights
+from utils.inference.checkpoint import git_commit, load_checkpoint, save_checkpoint, utc_now
 from utils.inference.forward import autocast_context
+from utils.inference.preprocessing import PreprocessSpec
 from utils.training.settings import TrainingSettings, check_resumable
 
 log = logging.getLogger(__name__)
@@ -237,3 +239,47 @@ def save_trained(model: nn.Module, metadata: dict, output: Path) -> Path:
     save_checkpoint(output, model, {**metadata, "created_at": utc_now(), "git_commit": git_commit()})
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output
+
+
+def initialise_from_checkpoint(model: nn.Module, path: str, arch: str, arch_args: dict, spec: PreprocessSpec) -> dict:
+    """Load a detector checkpoint's weights into `model`: the same architecture and normalisation, and weights of
+    the same shapes.
+
+    Arguments that leave the weights' shapes alone may differ (dropout, EfficientNet's input upsampling), and so
+    may the input size, since both networks end in global pooling: fine-tuning is how a model moves to a new
+    resolution without training from scratch.
+
+    Returns a summary of where the weights came from, stored in the new checkpoint's training metadata so the
+    total training time and lineage stay visible.
+    """
+    source, metadata = load_checkpoint(path)
+    expected = {"arch": arch, "mean": list(spec.mean), "std": list(spec.std)}
+    found = {key: metadata.get(key) for key in expected}
+    if json.dumps(found, sort_keys=True) != json.dumps(expected, sort_keys=True):
+        raise ValueError(f"--init-from {path}: its model {found} differs from the configured {expected}")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as error:
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
+        raise ValueError(f"--init-from {path}: its weights do not fit the configured {arch} "
+                         f"{arch_args} (it has {metadata.get('arch_args')}): {detail}") from None
+    training = metadata.get("training") or {}
+    previous = training.get("total_train_seconds", training.get("train_seconds", 0.0))
+    return {"file": Path(path).name, "git_commit": metadata.get("git_commit"),
+            "created_at": metadata.get("created_at"), "epochs_run": training.get("epochs_run"),
+            "arch_args": metadata.get("arch_args"), "input_size": metadata.get("input_size"),
+            "total_train_seconds": previous}
+
+
+def build_initial_model(args: argparse.Namespace, arch: str, arch_args: dict,
+                        spec: PreprocessSpec) -> tuple[nn.Module, dict]:
+    """The architecture `arch` built with `arch_args`, at random, from ImageNet weights (--pretrained) or from a detector checkpoint
+    (--init-from); returns it with a record of where its starting weights came from."""
+    model = build_model(arch, **arch_args)
+    pretrained = getattr(args, "pretrained", None)
+    if pretrained and args.init_from:
+        raise ValueError("--pretrained and --init-from both choose the starting weights; give one of them")
+    if pretrained:
+        load_imagenet_weights(model, pretrained)
+    init_from = initialise_from_checkpoint(model, args.init_from, arch, arch_args, spec) if args.init_from else None
+    return model, {"pretrained": pretrained, "init_from": init_from}

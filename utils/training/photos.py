@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import build_model, load_imagenet_weights
 from utils.config import load_config, project_path
 from utils.data.photo_augment import AugmentSettings
 from utils.data.photo_corpus import FAMILIES, PhotoRecord, content_balancing_weights, read_manifest, split_by_group
@@ -27,17 +26,17 @@ from utils.data.photo_dataset import TiledCrops, TrainingPool, build_training_po
 from utils.evaluation.metrics import binary_metrics
 from utils.inference.calibration import choose_threshold
 from utils.inference.checkpoint import load_checkpoint, save_checkpoint, utc_now
-from utils.inference.forward import predict_logits
+from utils.inference.forward import bf16_is_fast, predict_logits
 from utils.inference.preprocessing import CLASS_NAMES, PreprocessSpec, normalize_batch
 from utils.inference.tile_aggregation import aggregate_per_image, fit_aggregation, p_fake_from_margin, tile_margins
-from utils.training.loop import (Batch, Batches, Run, RunState, build_optimizer, run_epochs, save_trained,
-                                 train_one_epoch, training_device, warmup_cosine)
+from utils.training.loop import (Batch, Batches, Run, RunState, build_initial_model, build_optimizer, run_epochs,
+                                 save_trained, train_one_epoch, training_device, warmup_cosine)
 from utils.training.settings import Section, TrainingSettings, resolve_settings
 
 log = logging.getLogger(__name__)
 
 PHOTO_HYPERPARAMETERS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
-                         "patience", "seed", "samples_per_epoch", "variants")
+                         "patience", "seed", "samples_per_epoch", "variants", "precision")
 
 
 def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser:
@@ -50,6 +49,10 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--output", help=f"checkpoint to write (default: config models.{model_key}.output)")
     parser.add_argument("--run-dir", help=f"resumable state, log and curves (default: runs/{model_key})")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start from the weights of a photo checkpoint of the same architecture (for example "
+                             "the shipped one, to train it longer or on your data), with a fresh optimiser and "
+                             "schedule, instead of at random")
     parser.add_argument("--hold-out-family", choices=FAMILIES,
                         help="leave this generator family out of training and validation (the leave-one-family-out "
                              "study); the checkpoint records it")
@@ -60,6 +63,9 @@ def get_args_parser(model_key: str, description: str) -> argparse.ArgumentParser
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                        help=f"training arithmetic (default: config models.{model_key}.train.precision, else auto); "
+                             f"auto uses bf16 autocast where the hardware runs it natively")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--workers", type=int, default=None, help="processes that build the augmented pool")
@@ -153,7 +159,7 @@ def resolve_run_settings(args: argparse.Namespace, model_cfg: dict) -> TrainingS
     """Every setting of a photo run: flag, else config models.<model>.train, else default (the tile size defaults
     to the model's configured input size); the augmentation section has no flags."""
     sections = (Section("hyperparameters", flags={name: name for name in PHOTO_HYPERPARAMETERS},
-                        defaults={"input_size": model_cfg["input_size"], "optimizer": "adamw"},
+                        defaults={"input_size": model_cfg["input_size"], "optimizer": "adamw", "precision": "auto"},
                         check=_complete_hyperparameters),
                 Section("augment", flags={}))
     return resolve_settings(args, model_cfg["train"], sections)
@@ -182,10 +188,9 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
     torch.manual_seed(hyper["seed"])
     data = load_data(args, config, model_cfg, hyper)
 
-    model = build_model(model_cfg["arch"], **arch_args)
-    pretrained = getattr(args, "pretrained", None)
-    if pretrained:
-        load_imagenet_weights(model, pretrained)
+    model, origin = build_initial_model(args, model_cfg["arch"], arch_args, spec)
+    bf16 = hyper["precision"] == "bf16" or (hyper["precision"] == "auto" and bf16_is_fast(device))
+    log.info("device %s, bf16 autocast %s", device, bf16)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, hyper)
     steps_per_epoch = hyper["samples_per_epoch"] // hyper["batch_size"]
@@ -200,7 +205,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
             model, lambda logits, labels, _: F.cross_entropy(logits.float(), labels, label_smoothing=smoothing),
             optimizer, run.scheduler, epoch_batches(data, hyper, spec.input_size, rng),
             lambda tiles, _: normalize_batch(tiles, spec).contiguous(memory_format=torch.channels_last),
-            device, False, f"epoch {epoch + 1}/{hyper['epochs']}")
+            device, bf16, f"epoch {epoch + 1}/{hyper['epochs']}")
 
     # early stopping on ROC-AUC: the threshold and temperature are fitted afterwards
     state = run_epochs(run, args.resume, one_epoch, lambda: evaluate(model, data.val_quick, spec, device),
@@ -212,7 +217,7 @@ def main(model_key: str, argv: list[str] | None = None, description: str = "") -
              calibration["val_metrics"]["accuracy"], calibration["val_metrics"]["roc_auc"],
              calibration["val_metrics"]["ece"])
     metadata = describe_run(model_key, model_cfg, model, spec, calibration, settings, arch_args, args, config, data,
-                            state, {"pretrained": pretrained, "device": str(device)})
+                            state, {**origin, "device": str(device), "bf16": bf16})
     return save_trained(model, metadata, project_path(args.output or model_cfg["output"]))
 
 
@@ -221,6 +226,7 @@ def describe_run(model_key: str, model_cfg: dict, model: nn.Module, spec: Prepro
                  data: PhotoData, state: RunState, where: dict) -> dict:
     """The photo checkpoint's metadata: preprocessing, tiling and calibration for serving, and the run's record."""
     data_cfg = config["data"]
+    previous = (where["init_from"] or {}).get("total_train_seconds", 0.0)
     return {
         "name": model_key.replace("_photo", ""), "profile": "photo", "arch": model_cfg["arch"],
         "arch_args": arch_args, **spec.to_metadata(), "class_names": list(CLASS_NAMES),
@@ -238,9 +244,10 @@ def describe_run(model_key: str, model_cfg: dict, model: nn.Module, spec: Prepro
             "hyperparameters": dict(settings.hyperparameters),
             "augment": AugmentSettings.from_config(settings["augment"]).to_metadata(),
             "sampling": "content-balanced per (content, label), one weight per source image",
-            "pretrained": where["pretrained"], "epochs_run": len(state.history), "best_epoch": state.best_epoch,
-            "train_seconds": round(state.elapsed_s, 1), "total_train_seconds": round(state.elapsed_s, 1),
-            "device": where["device"], "threads": torch.get_num_threads(), "history": state.history,
+            "pretrained": where["pretrained"], "init_from": where["init_from"], "epochs_run": len(state.history),
+            "best_epoch": state.best_epoch, "train_seconds": round(state.elapsed_s, 1),
+            "total_train_seconds": round(state.elapsed_s + previous, 1), "device": where["device"],
+            "bf16": where["bf16"], "threads": torch.get_num_threads(), "history": state.history,
         },
         "metrics": {"val": calibration["val_metrics"], "test": None},
     }

@@ -96,3 +96,33 @@ def test_a_short_photo_run_writes_a_checkpoint_the_service_loads(tmp_path, tiny_
     result = detector.predict([decode_image(data)], [data])[0]
     assert result["profile"] == "photo" and result["tiles"] == 16
     assert result["explanation"]["heatmap"]["tiles"]
+
+
+def test_a_photo_run_can_continue_from_a_photo_checkpoint_and_records_its_lineage(tmp_path):
+    from utils.training import photos as photo_training
+
+    common = ["--profile", "photo", "--data-dir", str(PHOTO_SAMPLE), "--samples-per-epoch", "64", "--batch-size", "32",
+              "--variants", "1", "--no-cache", "--workers", "1", "--threads", "1", "--input-residual"]
+    first = photo_training.main("cnn_photo", [*common, "--epochs", "1", "--run-dir", str(tmp_path / "first"),
+                                              "--output", str(tmp_path / "first.pt")])
+    first_model, first_metadata = load_checkpoint(first)
+    second = photo_training.main("cnn_photo", [*common, "--epochs", "1", "--run-dir", str(tmp_path / "second"),
+                                               "--output", str(tmp_path / "second.pt"), "--init-from", str(first),
+                                               "--precision", "bf16"])
+    _, metadata = load_checkpoint(second)
+    training = metadata["training"]
+    assert training["init_from"]["file"] == "first.pt" and training["init_from"]["epochs_run"] == 1
+    assert training["bf16"] is True and training["hyperparameters"]["precision"] == "bf16"
+    assert training["total_train_seconds"] > training["train_seconds"]
+    assert training["total_train_seconds"] >= first_metadata["training"]["total_train_seconds"]
+
+
+def test_a_photo_run_refuses_to_start_from_another_architecture(tmp_path, tiny_weights_dir):
+    from utils.training import photos as photo_training
+
+    with pytest.raises(ValueError, match="--init-from"):
+        photo_training.main("cnn_photo", [
+            "--profile", "photo", "--data-dir", str(PHOTO_SAMPLE), "--epochs", "1", "--samples-per-epoch", "32",
+            "--batch-size", "32", "--variants", "1", "--no-cache", "--workers", "1", "--threads", "1",
+            "--run-dir", str(tmp_path / "run"), "--output", str(tmp_path / "out.pt"),
+            "--init-from", str(tiny_weights_dir / "efficientnet_b0.pt")])
