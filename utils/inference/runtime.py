@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
 from typing import Protocol
 
@@ -27,6 +28,9 @@ from utils.inference.gradient_graph import GradientGraph
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("onnxruntime", "torch")
+# torch.onnx.export keeps its state in module globals: two exports at once (a detector loading in the background
+# while another loads in the foreground) fail with "GLOBALS.in_onnx_export must be False". One at a time.
+_EXPORT_LOCK = threading.Lock()
 
 
 class ForwardPass(Protocol):
@@ -75,7 +79,7 @@ class OnnxForward:
         graph = io.BytesIO()
         wrapper = _LogitsAndLayerOutput(split).eval()
         example = torch.zeros(1, 3, input_size, input_size)
-        with warnings.catch_warnings(), torch.no_grad():
+        with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
             # The TorchScript-based exporter is deprecated in favour of torch.export, which needs onnxscript and
             # takes several times longer at start-up; it still exports these plain CNNs exactly.
             warnings.simplefilter("ignore")
@@ -121,7 +125,7 @@ class OnnxGradient:
         gradient_graph = GradientGraph(suffix, example)
         graph = io.BytesIO()
         target = torch.zeros(batch, num_classes)
-        with warnings.catch_warnings(), torch.no_grad():
+        with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # as in OnnxForward
             torch.onnx.export(gradient_graph, (example, target), graph, dynamo=False,
                               opset_version=17, input_names=["layer_output", "target"],

@@ -99,3 +99,15 @@ def test_shipped_models_give_identical_results_in_onnx_runtime_and_pytorch(sampl
         # heatmap values are rounded to 3 decimals in the response, so allow one unit of the last place
         np.testing.assert_allclose(fast["explanation"]["heatmap"]["values"], plain["explanation"]["heatmap"]["values"],
                                    atol=1.001e-3)
+
+
+def test_models_exported_from_several_threads_at_once_all_load():
+    """A detector loading in the background while another loads in the foreground (the service's holder, the
+    tests) exports ONNX graphs at the same time; torch.onnx.export keeps global state, so without the export lock
+    one of them fails with "GLOBALS.in_onnx_export must be False" and falls back to PyTorch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    splits = [split_at_gradcam_layer("artifact_cnn", _random_model("artifact_cnn").eval()) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        forwards = list(pool.map(lambda split: build_forward(split, 32, "onnxruntime", threads=1), splits))
+    assert all(isinstance(forward, OnnxForward) for forward in forwards)
