@@ -90,19 +90,22 @@ def _read_and_decode(chunk: list[Path], max_pixels: int) -> tuple[list, list[byt
 def score_chunk(chunk: list[Path], detector: Detector, max_pixels: int) -> list[dict]:
     """Read, decode and score one chunk; one flat row per path, in order."""
     decoded, raw, rows = _read_and_decode(chunk, max_pixels)
-    results = iter(detector.predict(decoded, raw, explain=False) if decoded else [])
+    batch = detector.scorer([d.pixels for d in decoded]) if decoded else None
+    readable = iter(range(len(decoded)))
     for row in rows:
-        if "error" not in row:
-            result = next(results)
-            row.update(profile=result["profile"], tiles=result["tiles"])
-            for model_result in result["models"]:
-                row[f"p_fake_{model_result['name']}"] = model_result["p_fake"]
-            row.update(p_fake=result["verdict"]["p_fake"], verdict=result["verdict"]["label"],
-                       uncertain=result["verdict"]["uncertain"], basis=result["verdict"]["basis"])
-            provenance = result["provenance"]
-            c2pa = provenance["c2pa"]
-            row.update(declared=provenance["declared"], declared_by=provenance["source"],
-                       generator=provenance["generator"], c2pa_valid=None if c2pa is None else c2pa["valid"])
+        if "error" in row:
+            continue
+        i = next(readable)
+        provenance = detector.provenance(decoded[i], raw[i])
+        verdict = detector.verdict(batch, i, provenance)
+        row.update(profile=batch.profiles[i], tiles=int(batch.tiles[i]))
+        for model_result in detector.model_results(batch, i):
+            row[f"p_fake_{model_result['name']}"] = model_result["p_fake"]
+        row.update(p_fake=verdict["p_fake"], verdict=verdict["label"], uncertain=verdict["uncertain"],
+                   basis=verdict["basis"])
+        c2pa = provenance["c2pa"]
+        row.update(declared=provenance["declared"], declared_by=provenance["source"],
+                   generator=provenance["generator"], c2pa_valid=None if c2pa is None else c2pa["valid"])
     return rows
 
 

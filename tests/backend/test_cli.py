@@ -93,18 +93,18 @@ def test_parallel_workers_give_the_same_rows_in_the_same_order(tiny_weights_dir,
 
 
 def _counting_predict(monkeypatch, on_call):
-    """Patch Detector.predict to count calls and run `on_call(n)` before scoring the n-th chunk."""
-    from backend.detector import Detector
+    """Patch the scorer's call to count calls and run `on_call(n)` before scoring the n-th chunk."""
+    from utils.inference.scorer import Scorer
 
     calls = []
-    real_predict = Detector.predict
+    real_call = Scorer.__call__
 
-    def predict(self, *args, **kwargs):
+    def call(self, *args, **kwargs):
         calls.append(1)
         on_call(len(calls))
-        return real_predict(self, *args, **kwargs)
+        return real_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(Detector, "predict", predict)
+    monkeypatch.setattr(Scorer, "__call__", call)
     return calls
 
 
