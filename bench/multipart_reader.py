@@ -1,14 +1,17 @@
-"""Does backend/intake.py's hand-written multipart reader still earn its place? (issue #18)
+"""backend/intake.py's multipart reader (python-multipart) against werkzeug's parser (issue #18)
 
-Three readers, each giving the route what it needs (every file of the field `image` as bytes, with its client file
+Two readers, each giving the route what it needs (every file of the field `image` as bytes, with its client file
 name passed through backend.intake.safe_filename, and a bound on the number of parts):
 
-  ours       backend/intake.py as shipped: split_multipart() over the buffered body, werkzeug only as a fallback
+  python-multipart
+             backend/intake.py as shipped: python-multipart's callback MultipartParser over the buffered body
+             (split_multipart), the part count bounded from the delimiters first, werkzeug only as a fallback for
+             framing python-multipart refuses
   werkzeug   Flask's own `request.files.getlist("image")` (werkzeug's MultiPartParser), max_form_parts set to the
              same bound; this is intake.py's fallback branch taken for every request
-  python-multipart
-             the PyPI package `python-multipart` (Starlette's parser), its callback MultipartParser fed the
-             buffered body, part count bounded in on_part_begin
+
+Until the switch the first reader was a hand-written parser; docs/multipart-reader.md keeps its figures, measured
+by this script's earlier three-way version (git log -- bench/multipart_reader.py).
 
 Requests (every request gets a fresh boundary, as real clients send):
   png-32px-3k      one 32x32 PNG (~3 KB)              POST /api/predict
@@ -29,8 +32,7 @@ Measured:
 
     .venv/bin/python -m bench.multipart_reader [--rounds 8] [--parse-reps 400] [--skip-service]
 
-Prints figures and writes bench/results/multipart_reader.json; it never asserts. python-multipart is not a
-dependency of the service: install it into the venv for this benchmark (`.venv/bin/pip install python-multipart`).
+Prints figures and writes bench/results/multipart_reader.json; it never asserts.
 """
 from __future__ import annotations
 
@@ -44,7 +46,6 @@ import platform
 import random
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "multipart_reader.json"
-READERS = ("ours", "werkzeug", "python-multipart")
+READERS = ("python-multipart", "werkzeug")
 PREDICT, BATCH = "/api/predict", "/api/predict/batch"
 READER_ENV, APP_ENV = "MPBENCH_READER", "MPBENCH_APP"
 
@@ -65,7 +66,7 @@ READER_ENV, APP_ENV = "MPBENCH_READER", "MPBENCH_APP"
 # --- the readers ---------------------------------------------------------------------------------------------------
 
 def _werkzeug_files(request, field: str, max_files: int):
-    """intake.py's fallback branch, for every body: Flask's request.files, its part count bounded as ours is."""
+    """intake.py's fallback branch, for every body: Flask's request.files, its part count bounded alike."""
     from werkzeug.exceptions import RequestEntityTooLarge
 
     from backend.intake import OTHER_PARTS
@@ -78,66 +79,13 @@ def _werkzeug_files(request, field: str, max_files: int):
         raise BadRequest("the multipart body has too many parts or an over-long field") from None
 
 
-def _python_multipart_files(request, field: str, max_files: int):
-    """python-multipart's MultipartParser over the buffered body, collecting the parts as Starlette does."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    from backend.intake import OTHER_PARTS
-    from utils.errors import BadRequest, InvalidImage
-
-    boundary = request.mimetype_params.get("boundary", "")
-    if not boundary:
-        raise InvalidImage("the multipart body has no boundary")
-    limit = max_files + OTHER_PARTS
-    parts: list[tuple[list, list]] = []  # (headers, chunks)
-    state = {"field": b"", "value": b""}
-
-    def on_part_begin():
-        if len(parts) >= limit:
-            raise BadRequest(f"the multipart body has over {limit} parts")
-        parts.append(([], []))
-
-    def on_header_field(data, start, end):
-        state["field"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        state["value"] += data[start:end]
-
-    def on_header_end():
-        parts[-1][0].append((state["field"].lower(), state["value"]))
-        state["field"], state["value"] = b"", b""
-
-    def on_part_data(data, start, end):
-        parts[-1][1].append(data[start:end])
-
-    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                                        "on_header_value": on_header_value, "on_header_end": on_header_end,
-                                        "on_part_data": on_part_data})
-    try:
-        parser.write(request.get_data(cache=False))
-        parser.finalize()
-    except BadRequest:
-        raise
-    except Exception as error:  # python_multipart's MultipartParseError and friends
-        raise InvalidImage(f"the multipart body could not be read: {error}") from None
-    files = []
-    for headers, chunks in parts:
-        disposition = dict(headers).get(b"content-disposition", b"")
-        _, options = parse_options_header(disposition)
-        if options.get(b"name") == field.encode() and b"filename" in options:
-            content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            files.append((content, options[b"filename"].decode("latin-1")))
-    return files
-
-
 def use_reader(name: str) -> None:
     """Make backend.intake's read_single_upload / read_batch_uploads use this reader (all else unchanged)."""
     import backend.intake as intake
 
     if not hasattr(intake, "_shipped_multipart_files"):
         intake._shipped_multipart_files = intake._multipart_files
-    intake._multipart_files = {"ours": intake._shipped_multipart_files, "werkzeug": _werkzeug_files,
-                               "python-multipart": _python_multipart_files}[name]
+    intake._multipart_files = {"python-multipart": intake._shipped_multipart_files, "werkzeug": _werkzeug_files}[name]
 
 
 def read_upload(request, path: str, settings: dict) -> list[tuple[bytes, str | None]]:
@@ -289,7 +237,7 @@ def parse_only_app():
     from backend.errors import register_error_handlers
     from backend.settings import BATCH_PATH, body_limit, serving_settings
 
-    use_reader(os.environ.get(READER_ENV, "ours"))
+    use_reader(os.environ.get(READER_ENV, READERS[0]))
     settings = serving_settings()
     app = Flask("parse_only")
     app.config["MAX_CONTENT_LENGTH"] = body_limit(settings, PREDICT)
@@ -315,7 +263,7 @@ def service_app():
     """The production app (backend.asgi.create_asgi_app), the reader swapped in backend.intake."""
     from backend.asgi import create_asgi_app
 
-    use_reader(os.environ.get(READER_ENV, "ours"))
+    use_reader(os.environ.get(READER_ENV, READERS[0]))
     return create_asgi_app()
 
 
@@ -477,7 +425,7 @@ def print_table(title: str, data: dict, unit: str, keys: tuple[str, ...]) -> Non
     print(f"\n{title}")
     print(f"{'request':<14} " + " ".join(f"{r + ' ' + k:>26}" for r in READERS for k in keys[:1]))
     for name, by_reader in data.items():
-        if not isinstance(by_reader, dict) or "ours" not in by_reader:
+        if not isinstance(by_reader, dict) or READERS[0] not in by_reader:
             continue
         cells = []
         for reader in READERS:

@@ -1,4 +1,6 @@
-"""The fast multipart reader gives exactly what werkzeug's parser gives, and leaves unusual bodies to werkzeug."""
+"""The multipart reader (python-multipart) gives exactly what werkzeug's parser gives, and leaves unusual bodies to
+werkzeug."""
+import logging
 import random
 
 import pytest
@@ -32,6 +34,8 @@ UNUSUAL = {
     "a preamble": b"preamble\r\n" + BODIES["one file, as curl sends it"],
     "no closing delimiter": _part('Content-Disposition: form-data; name="image"; filename="a.jpg"', JPEG),
     "bare LF line ends": BODIES["one file, as curl sends it"].replace(b"\r\n", b"\n"),
+    "a part without a content section": (f"--{B}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n".encode()
+                                         + BODIES["one file, as curl sends it"]),  # werkzeug's encoder sends it
     "a header line without a colon": _part('Content-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
                                            "garbage", JPEG) + f"--{B}--\r\n".encode(),
 }
@@ -66,6 +70,22 @@ def test_the_content_is_split_at_the_delimiter_not_at_lookalikes():
     parts = split_multipart(BODIES["one file, as curl sends it"], B)
     assert [bytes(content) for _, content in parts] == [JPEG]
     assert parts[0][0]["content-type"] == "image/jpeg"
+
+
+def test_batch_files_are_views_into_the_body_not_copies():
+    app = Flask(__name__)
+    with app.test_request_context("/", method="POST", data=BODIES["a text field, then two files"],
+                                  content_type=f'multipart/form-data; boundary="{B}"'):
+        files = _multipart_files(request, "image", max_files=32)
+        assert [(bytes(data), name) for data, name in files] == [(b"1", "x.png"), (JPEG, "y.png")]
+        assert all(isinstance(data, memoryview) and data.obj is request.get_data() for data, _ in files)
+
+
+def test_a_body_left_to_werkzeug_is_not_logged_as_a_warning(caplog):
+    """python-multipart warns on every body it refuses; here that only means werkzeug reads it."""
+    with caplog.at_level(logging.DEBUG):
+        assert split_multipart(UNUSUAL["bare LF line ends"], B) is None
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 def test_a_boundary_outside_latin_1_is_left_to_werkzeug_not_an_error():
