@@ -90,6 +90,43 @@ def score_folder(checkpoints: list[Path], data_dir: Path, cache_dir: Path | None
     return labels, digests, scores, metadata_by_name
 
 
+def deduplicated_results(train_dir: Path, cache_dir: Path | None, labels: np.ndarray, digests: list,
+                         scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict:
+    """The metrics again without the images whose bytes also occur in the training folder."""
+    train_digests = set(load_image_folder(train_dir, 32, cache_dir).digests)
+    keep = np.array([d not in train_digests for d in digests])
+    return {
+        "against": str(train_dir), "excluded": int((~keep).sum()),
+        "results": {name: binary_metrics(labels[keep], p[keep], thresholds[name]) for name, p in scores.items()}
+        if keep.any() else None}
+
+
+def write_plots(report: dict, labels: np.ndarray, scores: dict[str, np.ndarray], output: Path, title: str) -> None:
+    """The confusion matrices, ROC, precision-recall and reliability PNGs (and FGSM's, when it ran)."""
+    results = report["results"]
+    if report["fgsm"]:
+        plot_fgsm_accuracy(report["fgsm"], output / "fgsm_accuracy.png", title)
+    plot_confusion_matrices(results, output / "confusion_matrices.png", f"Confusion matrices: {title}")
+    plot_roc_and_pr(labels, scores, results, output / "roc.png", output / "precision_recall.png", title)
+    plot_reliability(labels, scores, results, output / "reliability.png", title)
+
+
+def print_summary(report: dict) -> None:
+    """The summary table: every scorer, then the deduplicated and FGSM figures when there are any."""
+    print(f"{'scorer':<18}{'accuracy':>9}{'precision':>10}{'recall':>8}{'F1':>8}{'ROC-AUC':>9}{'PR-AUC':>8}{'ECE':>8}")
+    for name, m in report["results"].items():
+        print(f"{name:<18}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}{m['f1']:>8.4f}"
+              f"{m['roc_auc']:>9.5f}{m['pr_auc']:>8.5f}{m['ece']:>8.4f}")
+    if report["deduplicated"] and report["deduplicated"]["results"]:
+        dedup = report["deduplicated"]
+        print(f"without the {dedup['excluded']} images whose bytes also occur in {dedup['against']}:")
+        for name, m in dedup["results"].items():
+            print(f"{name:<18}{m['accuracy']:>9.4f}  ROC-AUC {m['roc_auc']:.5f}")
+    if report["fgsm"]:
+        print(f"\nFGSM, white-box\n{fgsm_white_box_section(report['fgsm'], None)}\n")
+        print(f"FGSM, transfer\n{fgsm_transfer_section(report['fgsm'])}\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Score the folder, write metrics.json and the plots, print a summary table."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -125,33 +162,13 @@ def main(argv: list[str] | None = None) -> dict:
         "git_commit": git_commit(),
     }
     if args.dedupe_against:
-        train_digests = set(load_image_folder(Path(args.dedupe_against), 32, cache_dir).digests)
-        keep = np.array([d not in train_digests for d in digests])
-        report["deduplicated"] = {
-            "against": str(args.dedupe_against), "excluded": int((~keep).sum()),
-            "results": {name: binary_metrics(labels[keep], p[keep], thresholds[name]) for name, p in scores.items()}
-            if keep.any() else None}
+        report["deduplicated"] = deduplicated_results(Path(args.dedupe_against), cache_dir, labels, digests, scores,
+                                                      thresholds)
     title = args.title or data_dir.name
     report["fgsm"] = run_fgsm(checkpoints, data_dir, cache_dir, args) if args.fgsm_epsilon else None
     (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if report["fgsm"]:
-        plot_fgsm_accuracy(report["fgsm"], output / "fgsm_accuracy.png", title)
-    plot_confusion_matrices(results, output / "confusion_matrices.png", f"Confusion matrices: {title}")
-    plot_roc_and_pr(labels, scores, results, output / "roc.png", output / "precision_recall.png", title)
-    plot_reliability(labels, scores, results, output / "reliability.png", title)
-
-    print(f"{'scorer':<18}{'accuracy':>9}{'precision':>10}{'recall':>8}{'F1':>8}{'ROC-AUC':>9}{'PR-AUC':>8}{'ECE':>8}")
-    for name, m in results.items():
-        print(f"{name:<18}{m['accuracy']:>9.4f}{m['precision']:>10.4f}{m['recall']:>8.4f}{m['f1']:>8.4f}"
-              f"{m['roc_auc']:>9.5f}{m['pr_auc']:>8.5f}{m['ece']:>8.4f}")
-    if report["deduplicated"] and report["deduplicated"]["results"]:
-        dedup = report["deduplicated"]
-        print(f"without the {dedup['excluded']} images whose bytes also occur in {dedup['against']}:")
-        for name, m in dedup["results"].items():
-            print(f"{name:<18}{m['accuracy']:>9.4f}  ROC-AUC {m['roc_auc']:.5f}")
-    if report["fgsm"]:
-        print(f"\nFGSM, white-box\n{fgsm_white_box_section(report['fgsm'], None)}\n")
-        print(f"FGSM, transfer\n{fgsm_transfer_section(report['fgsm'])}\n")
+    write_plots(report, labels, scores, output, title)
+    print_summary(report)
     print(f"wrote {output / 'metrics.json'} and plots")
     return report
 

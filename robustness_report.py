@@ -138,10 +138,8 @@ def compare_checkpoints(others: list, baseline: list, data_dir: Path, cache_dir:
             "baseline_models": {m.name: _model_facts(m) for m in baseline}, "fgsm": fgsm}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Measure every folder, then write robustness.json, the plots and the markdown report."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict, list[float]]:
+    """The flags (their defaults from config evaluation.robustness), the config, and the epsilons to run."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     config = load_config(pre.parse_known_args(argv)[0].config)
@@ -151,16 +149,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                                                       "8/255"])]
     if not args.data_dir:
         raise ValueError("no --data-dir given and none in config evaluation.robustness.data_dir")
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    started = time.time()
+    return args, config, epsilons
 
-    checkpoints = [Path(p) for p in args.weights] if args.weights else [
-        project_path(section["output"]) for name, section in config["models"].items()
-        if not name.endswith("_photo")]  # the CIFAKE pair; `evaluate.py --profile photo` evaluates the photo one
-    members = load_calibrated_models(checkpoints)
-    others = load_comparison([Path(p) for p in args.compare_weights], members) if args.compare_weights else None
-    cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])
+
+def measure_folders(members: list, args: argparse.Namespace, cache_dir: Path, epsilons: list[float]) -> dict:
+    """analyse_folder on the in-domain folder and, unless skipped, the out-of-domain one."""
     folders = [("in_domain", args.data_dir, args.title or _display_path(args.data_dir), None)]
     if args.ood_dir and not args.skip_ood:
         folders.append(("out_of_domain", args.ood_dir,
@@ -175,6 +168,48 @@ def main(argv: list[str] | None = None) -> dict:
                                 args.corruption_sample or None, epsilons, args.mixed_fraction, args.seed,
                                 args.batch_size)
         measured[key] = {"title": title, "note": note, **folder, "data_dir": _display_path(data_dir)}
+    return measured
+
+
+def _models_section(members: list) -> dict:
+    return {m.name: {"file": m.file, "temperature": m.temperature, "threshold": m.threshold,
+                     "input_size": m.spec.input_size, "mean": list(m.spec.mean), "std": list(m.spec.std),
+                     "trained_at": m.metadata.get("created_at"), "trained_commit": m.metadata.get("git_commit")}
+            for m in members}
+
+
+def write_outputs(report: dict, args: argparse.Namespace, started: float) -> None:
+    """The plots, robustness.json (with the total time) and the markdown report."""
+    output = project_path(args.output)
+    assets_dir = project_path(args.assets_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    assets_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(report, assets_dir, output.parent)
+    report["seconds_total"] = round(time.time() - started, 1)
+    json_path = assets_dir / "robustness.json"
+    json_path.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    json_link = Path(os.path.relpath(json_path, output.parent)).as_posix()
+    output.write_text(render_report(report, json_link, plots), encoding="utf-8")
+    print(f"wrote {output}, {json_path} and {sum(len(p) for p in plots.values())} plots "
+          f"in {report['seconds_total']:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Measure every folder, then write robustness.json, the plots and the markdown report."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, config, epsilons = parse_args(argv)
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    started = time.time()
+
+    checkpoints = [Path(p) for p in args.weights] if args.weights else [
+        project_path(section["output"]) for name, section in config["models"].items()
+        if not name.endswith("_photo")]  # the CIFAKE pair; `evaluate.py --profile photo` evaluates the photo one
+    members = load_calibrated_models(checkpoints)
+    others = load_comparison([Path(p) for p in args.compare_weights], members) if args.compare_weights else None
+    cache_dir = project_path(args.cache_dir or config["data"]["cache_dir"])
+    measured = measure_folders(members, args, cache_dir, epsilons)
 
     comparison = None
     if others:
@@ -188,27 +223,13 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"fgsm_sample": args.fgsm_sample or None, "corruption_sample": args.corruption_sample or None,
                      "epsilons": epsilons, "mixed_fraction": args.mixed_fraction, "seed": args.seed,
                      "threads": threads, "batch_size": args.batch_size},
-        "models": {m.name: {"file": m.file, "temperature": m.temperature, "threshold": m.threshold,
-                            "input_size": m.spec.input_size, "mean": list(m.spec.mean), "std": list(m.spec.std),
-                            "trained_at": m.metadata.get("created_at"), "trained_commit": m.metadata.get("git_commit")}
-                   for m in members},
+        "models": _models_section(members),
         "ensemble_rule": "mean of the models' calibrated p_fake; threshold = mean of the models' thresholds",
         "ensemble_threshold": ensemble_threshold([m.threshold for m in members]),
         "folders": measured,
         "comparison": comparison,
     }
-    output = project_path(args.output)
-    assets_dir = project_path(args.assets_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    assets_dir.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(report, assets_dir, output.parent)
-    report["seconds_total"] = round(time.time() - started, 1)
-    json_path = assets_dir / "robustness.json"
-    json_path.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    json_link = Path(os.path.relpath(json_path, output.parent)).as_posix()
-    output.write_text(render_report(report, json_link, plots), encoding="utf-8")
-    print(f"wrote {output}, {json_path} and {sum(len(p) for p in plots.values())} plots "
-          f"in {report['seconds_total']:.0f}s")
+    write_outputs(report, args, started)
     return report
 
 

@@ -427,17 +427,58 @@ def _stop_clients() -> None:
     _live_clients.clear()
 
 
+def _client_job(server: ProductionServer, spec: BenchInput, gradcam: bool, args: argparse.Namespace) -> ClientJob:
+    """What every client of a cell sends: the multipart body of `spec`, to the route of the Grad-CAM mode."""
+    boundary = f"bench-{uuid.uuid4().hex}"
+    body, content_type = build_multipart("image", spec.filename, spec.content_type, spec.data, boundary)
+    return ClientJob(port=server.port, path="/api/predict" if gradcam else "/api/predict?explain=false", body=body,
+                     headers={"Content-Type": content_type, "Content-Length": str(len(body)),
+                              "Accept": "application/json"},
+                     warmup=args.warmup, warmup_timeout=args.ready_timeout, request_timeout=args.request_timeout,
+                     boundary="" if args.same_boundary else boundary)
+
+
+def _await_warmup(messages, clients: int, timeout: float) -> Counter:
+    """Every client's word that it is warm; the errors their warm-ups met."""
+    warmup_errors = Counter()
+    for _ in range(clients):
+        kind, index, payload = _next_message(messages, timeout)
+        if kind == "failed":
+            raise RuntimeError(f"client {index}: {payload}")
+        warmup_errors.update(payload)
+    return warmup_errors
+
+
+def _watch_cell(server: ProductionServer, messages, tickets, clients: int, started: float, seconds: float,
+                args: argparse.Namespace, sample_every: float) -> tuple[list[dict], int, list[dict]]:
+    """Until every client is done: their results, the server's sampled peak RSS (KiB) and the RSS timeline."""
+    results, peak_rss_kib = [], 0
+    timeline = []
+    while len(results) < clients:
+        try:
+            kind, index, payload = messages.get(timeout=sample_every)
+            if kind == "done":
+                results.append(payload)
+            continue
+        except queue.Empty:
+            pass
+        rss = server.rss_sum_kib()
+        peak_rss_kib = max(peak_rss_kib, rss)
+        if args.timeline:
+            timeline.append({"t_s": round(time.monotonic() - started, 2), "sent": tickets.value,
+                             "rss_mib": kib_to_mib(rss)})
+        if time.monotonic() > started + seconds + args.request_timeout + 30:
+            raise RuntimeError("clients did not finish in time")
+        if not any(p.is_alive() for p in _live_clients) and messages.empty():
+            raise RuntimeError("a client process died")
+    return results, peak_rss_kib, timeline
+
+
 def run_cell(server: ProductionServer, spec: BenchInput, clients: int, gradcam: bool, requests: int, seconds: float,
              args: argparse.Namespace, sample_every: float = 0.25) -> dict:
     """One measured cell; returns its figures (latency in ms, throughput, errors, server CPU and memory)."""
     ctx = mp.get_context("fork")  # the parent imports nothing heavy, and the body is shared without a copy
-    boundary = f"bench-{uuid.uuid4().hex}"
-    body, content_type = build_multipart("image", spec.filename, spec.content_type, spec.data, boundary)
-    job = ClientJob(port=server.port, path="/api/predict" if gradcam else "/api/predict?explain=false", body=body,
-                    headers={"Content-Type": content_type, "Content-Length": str(len(body)),
-                             "Accept": "application/json"},
-                    warmup=args.warmup, warmup_timeout=args.ready_timeout, request_timeout=args.request_timeout,
-                    boundary="" if args.same_boundary else boundary)
+    job = _client_job(server, spec, gradcam, args)
     tickets = ctx.Value("q", 0)
     deadline = ctx.Value("d", float("inf"))
     go = ctx.Event()
@@ -448,40 +489,32 @@ def run_cell(server: ProductionServer, spec: BenchInput, clients: int, gradcam: 
         process.start()
         _live_clients.append(process)
     try:
-        warmup_errors = Counter()
-        for _ in range(clients):
-            kind, index, payload = _next_message(messages, args.ready_timeout + 30)
-            if kind == "failed":
-                raise RuntimeError(f"client {index}: {payload}")
-            warmup_errors.update(payload)
+        warmup_errors = _await_warmup(messages, clients, args.ready_timeout + 30)
         cpu_before = server.cpu_by_pid()
         started = time.monotonic()
         deadline.value = started + seconds
         go.set()
-        results, peak_rss_kib = [], 0
-        timeline = []
-        while len(results) < clients:
-            try:
-                kind, index, payload = messages.get(timeout=sample_every)
-                if kind == "done":
-                    results.append(payload)
-                continue
-            except queue.Empty:
-                pass
-            rss = server.rss_sum_kib()
-            peak_rss_kib = max(peak_rss_kib, rss)
-            if args.timeline:
-                timeline.append({"t_s": round(time.monotonic() - started, 2), "sent": tickets.value,
-                                 "rss_mib": kib_to_mib(rss)})
-            if time.monotonic() > started + seconds + args.request_timeout + 30:
-                raise RuntimeError("clients did not finish in time")
-            if not any(p.is_alive() for p in _live_clients) and messages.empty():
-                raise RuntimeError("a client process died")
+        results, peak_rss_kib, timeline = _watch_cell(server, messages, tickets, clients, started, seconds, args,
+                                                      sample_every)
         cpu_after = server.cpu_by_pid()
     finally:
         _stop_clients()
+    cell = {"input": spec.name, "clients": clients, "gradcam": gradcam, "requests_limit": requests,
+            "seconds_limit": seconds}
+    return {**cell, **_cell_figures(server, results, started, cpu_before, cpu_after, peak_rss_kib, warmup_errors),
+            **({"timeline": timeline} if args.timeline else {}),
+            **({"latencies_ms": [round(v * 1000, 3) for v in _latencies(results)]} if args.raw_latencies else {})}
+
+
+def _latencies(results: list[dict]) -> list[float]:
+    return [value for r in results for value in r["latencies"]]
+
+
+def _cell_figures(server: ProductionServer, results: list[dict], started: float, cpu_before: dict[int, float],
+                  cpu_after: dict[int, float], peak_rss_kib: int, warmup_errors: Counter) -> dict:
+    """The clients' results and the server's CPU and memory summed into a cell's figures."""
     wall = max(r["finished"] for r in results) - started
-    latencies = [value for r in results for value in r["latencies"]]
+    latencies = _latencies(results)
     errors = Counter()
     for r in results:
         errors.update(r["errors"])
@@ -491,8 +524,7 @@ def run_cell(server: ProductionServer, spec: BenchInput, clients: int, gradcam: 
                       if pid != server.process.pid]
     memory = server.memory()
     peak_rss_kib = max(peak_rss_kib, server.rss_sum_kib())
-    return {"input": spec.name, "clients": clients, "gradcam": gradcam, "requests_limit": requests,
-            "seconds_limit": seconds, "ok": ok, "errors": sum(errors.values()), "error_kinds": dict(errors),
+    return {"ok": ok, "errors": sum(errors.values()), "error_kinds": dict(errors),
             "warmup_errors": dict(warmup_errors), "wall_s": round(wall, 3),
             "throughput_rps": round(ok / wall, 3) if wall > 0 else None,
             "latency_ms": latency_summary_ms(latencies),
@@ -502,9 +534,7 @@ def run_cell(server: ProductionServer, spec: BenchInput, clients: int, gradcam: 
             "client_cpu_s": round(sum(r["cpu_s"] for r in results), 3),
             "mean_response_bytes": round(sum(r["response_bytes"] for r in results) / ok) if ok else None,
             "reconnects": sum(r["reconnects"] for r in results),
-            "memory_after": memory, "sampled_peak_rss_sum_mib": kib_to_mib(peak_rss_kib),
-            **({"timeline": timeline} if args.timeline else {}),
-            **({"latencies_ms": [round(v * 1000, 3) for v in latencies]} if args.raw_latencies else {})}
+            "memory_after": memory, "sampled_peak_rss_sum_mib": kib_to_mib(peak_rss_kib)}
 
 
 def _next_message(messages, timeout: float):
@@ -611,6 +641,34 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def save_inputs(inputs: list[BenchInput], folder: Path) -> None:
+    """--save-inputs: the images sent, one file each, named after the input."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in inputs:
+        (folder / f"{i.name}{Path(i.filename).suffix}").write_bytes(i.data)
+
+
+def run_cells(server: ProductionServer, by_name: dict[str, BenchInput], args: argparse.Namespace,
+              cells: list[dict]) -> None:
+    """Every selected cell in turn, appended to `cells` as it ends (so an interrupted run keeps what it measured);
+    a cell that fails is recorded with its failure and the run goes on."""
+    for name in args.inputs:
+        for clients in args.clients:
+            for mode in args.modes:
+                spec, gradcam = by_name[name], mode == "gradcam"
+                log.info("cell: %s, %d client(s), Grad-CAM %s", name, clients, "on" if gradcam else "off")
+                try:
+                    cell = run_cell(server, spec, clients, gradcam, args.requests, args.seconds, args)
+                except RuntimeError as error:
+                    log.error("cell failed: %s", error)
+                    cell = {"input": name, "clients": clients, "gradcam": gradcam, "failure": str(error)}
+                cells.append(cell)
+                if "failure" not in cell:
+                    lat = cell["latency_ms"]
+                    log.info("  %d ok, %d errors, p50 %s ms, p99 %s ms, %.1f req/s", cell["ok"],
+                             cell["errors"], lat["p50"], lat["p99"], cell["throughput_rps"] or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected cells and the soak against a fresh production server; print tables, write JSON."""
     args = get_args_parser().parse_args(argv)
@@ -634,10 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = prepare_inputs(needed, args.sd_image, Path(tmp), args.large_quality)
         by_name = {i.name: i for i in inputs}
         if args.save_inputs:
-            folder = Path(args.save_inputs)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in inputs:
-                (folder / f"{i.name}{Path(i.filename).suffix}").write_bytes(i.data)
+            save_inputs(inputs, Path(args.save_inputs))
         document["inputs"] = [i.describe() for i in inputs]
         try:
             server = ProductionServer(overrides, args.weights_dir, args.launcher)
@@ -647,21 +702,7 @@ def main(argv: list[str] | None = None) -> int:
             document["server"] = {"command": server.command, "env_overrides": overrides,
                                   "weights_dir": server.env.get("DETECTOR_WEIGHTS_DIR"), "config": server.config,
                                   "startup_s": round(startup_s, 2), "memory_at_ready": server.memory()}
-            for name in args.inputs:
-                for clients in args.clients:
-                    for mode in args.modes:
-                        spec, gradcam = by_name[name], mode == "gradcam"
-                        log.info("cell: %s, %d client(s), Grad-CAM %s", name, clients, "on" if gradcam else "off")
-                        try:
-                            cell = run_cell(server, spec, clients, gradcam, args.requests, args.seconds, args)
-                        except RuntimeError as error:
-                            log.error("cell failed: %s", error)
-                            cell = {"input": name, "clients": clients, "gradcam": gradcam, "failure": str(error)}
-                        cells.append(cell)
-                        if "failure" not in cell:
-                            lat = cell["latency_ms"]
-                            log.info("  %d ok, %d errors, p50 %s ms, p99 %s ms, %.1f req/s", cell["ok"],
-                                     cell["errors"], lat["p50"], lat["p99"], cell["throughput_rps"] or 0)
+            run_cells(server, by_name, args, cells)
             document["cells"] = cells
             document["memory_after_cells"] = server.memory()
             if args.soak:

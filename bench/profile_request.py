@@ -90,6 +90,65 @@ def model_flops(model: torch.nn.Module, input_size: int) -> int:
     return counter.get_total_flops()
 
 
+def _forward_stages(detector: Detector, torch_forwards: dict, batch: np.ndarray, gflops: float, repeats: int,
+                    add) -> tuple[list, list[float], list[float]]:
+    """Each model's forward pass, PyTorch eager and the serving runtime; its layer output, p_fake and confidence."""
+    layer_outputs, p_fake, confidences = [], [], []
+    for m in detector.models:
+        flops = model_flops(m.model, m.spec.input_size)
+        floor = flops / gflops * 1000
+        add(f"forward {m.name} (PyTorch eager)", timed(lambda: torch_forwards[m.name](batch), repeats), floor,
+            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
+        add(f"forward {m.name} ({m.forward.name})", timed(lambda: m.forward(batch), repeats), floor,
+            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
+        logits, layer_output = m.forward(batch)
+        layer_outputs.append(layer_output)
+        p = float(p_fake_from_logits(torch.from_numpy(logits), m.temperature)[0])
+        p_fake.append(p)
+        confidences.append(p if p >= m.threshold else 1 - p)
+    return layer_outputs, p_fake, confidences
+
+
+def _gradcam_stages(model, layer_output: np.ndarray, target: int, gflops: float, repeats: int, add) -> np.ndarray:
+    """Grad-CAM on the more confident model, on its runtime and (for comparison) on autograd; its heatmap."""
+    explainer = model.explainer
+    suffix = split_at_gradcam_layer(model.metadata["arch"], model.model).suffix
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        suffix(torch.from_numpy(layer_output))
+    suffix_flops = counter.get_total_flops()
+    add(f"Grad-CAM on the winner ({model.name}, {explainer.runtime}, from its layer output)",
+        timed(lambda: explainer.heatmap(layer_output, target), repeats), 2 * suffix_flops / gflops * 1000,
+        f"the layers after the explained one, forward and backward to their input: 2 x {suffix_flops / 1e6:.1f} "
+        f"MFLOP at the matmul rate")
+    if explainer.runtime != "torch":  # the autograd path, for comparison
+        autograd = GradCamExplainer(split_at_gradcam_layer(model.metadata["arch"], model.model),
+                                    model.spec.input_size, runtime="torch")
+        add(f"Grad-CAM on the winner ({model.name}, PyTorch autograd, from its layer output)",
+            timed(lambda: autograd.heatmap(layer_output, target), repeats), 2 * suffix_flops / gflops * 1000,
+            f"as above: 2 x {suffix_flops / 1e6:.1f} MFLOP at the matmul rate")
+    return explainer.heatmap(layer_output, target)
+
+
+def _response_stages(detector: Detector, decoded, upload: bytes, heat: np.ndarray, bandwidth: float, repeats: int,
+                     add) -> None:
+    """The overlay, its data URI, the JSON body, and the whole Detector.predict with and without Grad-CAM."""
+    rgb = display_image(decoded.image, detector.overlay_size)
+    add(f"overlay image ({rgb.shape[1]}x{rgb.shape[0]}) + JPEG encode",
+        timed(lambda: overlay_jpeg(display_image(decoded.image, detector.overlay_size), heat), repeats),
+        rgb.size * 4 / bandwidth * 1000, "a few passes over the overlay's pixels")
+    jpeg = overlay_jpeg(rgb, heat)
+    add("base64 data URI", timed(lambda: jpeg_data_uri(jpeg), repeats), len(jpeg) * 2.33 / bandwidth * 1000,
+        f"{len(jpeg)} JPEG bytes read, 4/3 as many written")
+    result = detector.predict([decoded], [upload], explain=True)[0]
+    body = json.dumps(result)
+    add("JSON response body", timed(lambda: json.dumps(result), repeats), len(body) / bandwidth * 1000,
+        f"{len(body):,} bytes written at memory bandwidth")
+    add("whole Detector.predict (explain)", timed(lambda: detector.predict([decoded], [upload], explain=True),
+                                                  repeats), None, "sum of the stages above it")
+    add("whole Detector.predict (no explain)", timed(lambda: detector.predict([decoded], [upload], explain=False),
+                                                     repeats), None, "decode is measured separately")
+
+
 def profile(upload: bytes, detector: Detector, torch_forwards: dict, rates: dict, repeats: int) -> list[dict]:
     """Stage rows for one upload: name, measured ms, floor ms, what the floor is based on."""
     gflops, bandwidth = rates["matmul_gflops"] * 1e9, rates["copy_gbps"] * 1e9
@@ -113,54 +172,11 @@ def profile(upload: bytes, detector: Detector, torch_forwards: dict, rates: dict
     batch = normalize_batch(torch.from_numpy(fit_to_input(decoded.image, spec.input_size)[None]), spec)
     batch = batch.contiguous().numpy()
 
-    layer_outputs, p_fake, confidences = [], [], []
-    for m in detector.models:
-        flops = model_flops(m.model, m.spec.input_size)
-        floor = flops / gflops * 1000
-        add(f"forward {m.name} (PyTorch eager)", timed(lambda: torch_forwards[m.name](batch), repeats), floor,
-            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
-        add(f"forward {m.name} ({m.forward.name})", timed(lambda: m.forward(batch), repeats), floor,
-            f"{flops / 1e6:.1f} MFLOP at the matmul rate")
-        logits, layer_output = m.forward(batch)
-        layer_outputs.append(layer_output)
-        p = float(p_fake_from_logits(torch.from_numpy(logits), m.temperature)[0])
-        p_fake.append(p)
-        confidences.append(p if p >= m.threshold else 1 - p)
-
+    layer_outputs, p_fake, confidences = _forward_stages(detector, torch_forwards, batch, gflops, repeats, add)
     winner = int(np.argmax(confidences))
-    explainer = detector.models[winner].explainer
     target = int(p_fake[winner] >= detector.models[winner].threshold)
-    suffix = split_at_gradcam_layer(detector.models[winner].metadata["arch"], detector.models[winner].model).suffix
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        suffix(torch.from_numpy(layer_outputs[winner]))
-    suffix_flops = counter.get_total_flops()
-    add(f"Grad-CAM on the winner ({detector.models[winner].name}, {explainer.runtime}, from its layer output)",
-        timed(lambda: explainer.heatmap(layer_outputs[winner], target), repeats), 2 * suffix_flops / gflops * 1000,
-        f"the layers after the explained one, forward and backward to their input: 2 x {suffix_flops / 1e6:.1f} "
-        f"MFLOP at the matmul rate")
-    if explainer.runtime != "torch":  # the autograd path, for comparison
-        autograd = GradCamExplainer(split_at_gradcam_layer(detector.models[winner].metadata["arch"],
-                                                           detector.models[winner].model),
-                                    detector.models[winner].spec.input_size, runtime="torch")
-        add(f"Grad-CAM on the winner ({detector.models[winner].name}, PyTorch autograd, from its layer output)",
-            timed(lambda: autograd.heatmap(layer_outputs[winner], target), repeats), 2 * suffix_flops / gflops * 1000,
-            f"as above: 2 x {suffix_flops / 1e6:.1f} MFLOP at the matmul rate")
-    heat = explainer.heatmap(layer_outputs[winner], target)
-    rgb = display_image(decoded.image, detector.overlay_size)
-    add(f"overlay image ({rgb.shape[1]}x{rgb.shape[0]}) + JPEG encode",
-        timed(lambda: overlay_jpeg(display_image(decoded.image, detector.overlay_size), heat), repeats),
-        rgb.size * 4 / bandwidth * 1000, "a few passes over the overlay's pixels")
-    jpeg = overlay_jpeg(rgb, heat)
-    add("base64 data URI", timed(lambda: jpeg_data_uri(jpeg), repeats), len(jpeg) * 2.33 / bandwidth * 1000,
-        f"{len(jpeg)} JPEG bytes read, 4/3 as many written")
-    result = detector.predict([decoded], [upload], explain=True)[0]
-    body = json.dumps(result)
-    add("JSON response body", timed(lambda: json.dumps(result), repeats), len(body) / bandwidth * 1000,
-        f"{len(body):,} bytes written at memory bandwidth")
-    add("whole Detector.predict (explain)", timed(lambda: detector.predict([decoded], [upload], explain=True),
-                                                  repeats), None, "sum of the stages above it")
-    add("whole Detector.predict (no explain)", timed(lambda: detector.predict([decoded], [upload], explain=False),
-                                                     repeats), None, "decode is measured separately")
+    heat = _gradcam_stages(detector.models[winner], layer_outputs[winner], target, gflops, repeats, add)
+    _response_stages(detector, decoded, upload, heat, bandwidth, repeats, add)
     return rows
 
 

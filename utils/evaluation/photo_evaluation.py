@@ -269,6 +269,57 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _models_section(scorers: list, paths: list[Path]) -> dict:
+    """What the report says of each checkpoint scored: file, age, aggregation, calibration, threshold."""
+    return {s.name: {"file": str(p), "created_at": s.metadata.get("created_at"),
+                     "aggregation": s.metadata["tiling"]["aggregation"],
+                     "temperature": s.metadata["temperature"],
+                     "bias": s.metadata["tiling"].get("bias", 0.0), "threshold": s.threshold}
+            for s, p in zip(scorers, paths)}
+
+
+def _tile_budget_section(scorers: list, val_arrays: list, val_labels: np.ndarray, ood: tuple | None,
+                         budgets: list[int], thresholds: dict) -> dict:
+    """What fewer tiles per image cost, to choose serving.max_tiles against speed."""
+    section = {}
+    for budget in budgets:
+        row = {"validation": metrics_for(val_labels, score_arrays(scorers, val_arrays, budget), thresholds)}
+        if ood:
+            row["out_of_domain"] = metrics_for(ood[1], score_arrays(scorers, ood[0], budget), thresholds)
+        section[str(budget)] = {part: {name: {"roc_auc": m["roc_auc"], "accuracy": m["accuracy"],
+                                              "ece": m["ece"]} for name, m in res.items()}
+                                for part, res in row.items()}
+    return section
+
+
+def _robustness_section(scorers: list, val_arrays: list, val_labels: np.ndarray, ood: tuple | None, ood_name: str,
+                        thresholds: dict, max_tiles: int, sample: int) -> dict:
+    """The robustness sweeps on a seeded sample of validation, and of the out-of-domain set when there is one."""
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(len(val_arrays), min(sample, len(val_arrays)), replace=False))
+    section = {"validation sample": robustness(scorers, [val_arrays[i] for i in pick],
+                                               val_labels[pick], thresholds, max_tiles)}
+    if ood:
+        pick = np.sort(rng.choice(len(ood[0]), min(sample, len(ood[0])), replace=False))
+        section[ood_name] = robustness(scorers, [ood[0][i] for i in pick], ood[1][pick], thresholds, max_tiles)
+    return section
+
+
+def _write_report(report: dict, args: argparse.Namespace, argv: list[str] | None) -> None:
+    """metrics.json and the Markdown report, then the headline table on stdout."""
+    output = project_path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from utils.evaluation.photo_report import write_photo_report
+    write_photo_report(report, project_path(args.markdown), "python evaluate.py " + " ".join(
+        argv if argv is not None else __import__("sys").argv[1:]))
+    for section in ("validation", "out_of_domain"):
+        if section in report:
+            for name, m in report[section]["results"].items():
+                print(f"{section:14s} {name:14s} accuracy {m['accuracy']:.4f} ROC-AUC {m['roc_auc']:.4f} "
+                      f"ECE {m['ece']:.4f}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Score, write metrics.json and the Markdown report, print the headline table."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -289,13 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
     pair_threshold = (fit_pair(scorers, val_labels, val_scores, weights_dir) if args.fit_pair and len(scorers) > 1
                       else read_pair_threshold(weights_dir, scorers))
     thresholds = thresholds_of(scorers, pair_threshold)
-    report: dict = {"models": {s.name: {"file": str(p), "created_at": s.metadata.get("created_at"),
-                                        "aggregation": s.metadata["tiling"]["aggregation"],
-                                        "temperature": s.metadata["temperature"],
-                                        "bias": s.metadata["tiling"].get("bias", 0.0), "threshold": s.threshold}
-                               for s, p in zip(scorers, paths)},
-                    "thresholds": thresholds, "max_tiles": max_tiles, "generated_at": utc_now(),
-                    "git_commit": git_commit()}
+    report: dict = {"models": _models_section(scorers, paths), "thresholds": thresholds, "max_tiles": max_tiles,
+                    "generated_at": utc_now(), "git_commit": git_commit()}
     report["validation"] = {"crops": len(val_records), "results": metrics_for(val_labels, val_scores, thresholds),
                             "per_source": per_group_breakdown(val_records, val_scores, thresholds, lambda r: r.source),
                             "per_generator": per_group_breakdown(
@@ -307,37 +353,14 @@ def main(argv: list[str] | None = None) -> dict:
         ood_scores = score_arrays(scorers, ood[0], max_tiles)
         report["out_of_domain"] = {"data_dir": args.ood_dir, "images": len(ood[1]),
                                    "results": metrics_for(ood[1], ood_scores, thresholds)}
-    report["tile_budget"] = {}
-    for budget in args.tile_budgets:  # what fewer tiles per image cost, to choose serving.max_tiles against speed
-        row = {"validation": metrics_for(val_labels, score_arrays(scorers, val_arrays, budget), thresholds)}
-        if ood:
-            row["out_of_domain"] = metrics_for(ood[1], score_arrays(scorers, ood[0], budget), thresholds)
-        report["tile_budget"][str(budget)] = {part: {name: {"roc_auc": m["roc_auc"], "accuracy": m["accuracy"],
-                                                            "ece": m["ece"]} for name, m in res.items()}
-                                              for part, res in row.items()}
+    report["tile_budget"] = _tile_budget_section(scorers, val_arrays, val_labels, ood, args.tile_budgets, thresholds)
     if len(scorers) > 1:
         report["cifake_stacking_probe"] = cifake_stacking_probe(val_records, val_arrays, val_scores[ENSEMBLE])
     if not args.skip_robustness and len(scorers) > 1:
-        rng = np.random.default_rng(0)
-        pick = np.sort(rng.choice(len(val_arrays), min(args.robustness_sample, len(val_arrays)), replace=False))
-        report["robustness"] = {"validation sample": robustness(scorers, [val_arrays[i] for i in pick],
-                                                                val_labels[pick], thresholds, max_tiles)}
-        if ood:
-            pick = np.sort(rng.choice(len(ood[0]), min(args.robustness_sample, len(ood[0])), replace=False))
-            report["robustness"][ood_dir.name] = robustness(scorers, [ood[0][i] for i in pick], ood[1][pick],
-                                                            thresholds, max_tiles)
+        report["robustness"] = _robustness_section(scorers, val_arrays, val_labels, ood, ood_dir.name, thresholds,
+                                                   max_tiles, args.robustness_sample)
     if args.lofo_dir:
         report["leave_one_family_out"] = leave_one_family_out(project_path(args.lofo_dir), records, val_idx,
                                                               max_tiles)
-    output = project_path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    from utils.evaluation.photo_report import write_photo_report
-    write_photo_report(report, project_path(args.markdown), "python evaluate.py " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]))
-    for section in ("validation", "out_of_domain"):
-        if section in report:
-            for name, m in report[section]["results"].items():
-                print(f"{section:14s} {name:14s} accuracy {m['accuracy']:.4f} ROC-AUC {m['roc_auc']:.4f} "
-                      f"ECE {m['ece']:.4f}")
+    _write_report(report, args, argv)
     return report
