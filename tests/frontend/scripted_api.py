@@ -112,7 +112,10 @@ class ScriptedApi:
                 body = bytearray()
                 try:
                     while len(body) < length:
-                        body += self.rfile.read(min(65536, length - len(body)))
+                        chunk = self.rfile.read(min(65536, length - len(body)))
+                        if not chunk:  # the client closed the connection (an aborted upload)
+                            break
+                        body += chunk
                         if api.read_delay:
                             time.sleep(api.read_delay)
                 except OSError:

@@ -135,7 +135,9 @@ def _wait_all_settled(driver, count: int) -> None:
 def _visible(driver, element_id: str) -> bool:
     return driver.execute_script(
         "const node = document.getElementById(arguments[0]);"
-        "return Boolean(node) && node.getClientRects().length > 0 && !node.closest('[hidden]');", element_id)
+        "return Boolean(node) && node.getClientRects().length > 0 && !node.closest('[hidden]')"
+        # Chromium keeps the boxes of a closed <details>'s content (content-visibility: hidden); this sees through it.
+        " && node.checkVisibility();", element_id)
 
 
 def _text(driver, element_id: str) -> str:
@@ -148,6 +150,16 @@ def _first(folder: Path, kind: str) -> Path:
 
 def _percent(value: float) -> str:
     return f"{value * 100:.1f}%"
+
+
+def _own_percent(answer: dict) -> str:
+    """A verdict's or a model's confidence in its own answer, as the page writes it (issue #15: a real photo at
+    p_fake 0.01 reads "99.0%", never "1.0%")."""
+    return _percent(answer["p_fake"] if answer["label"] == "FAKE" else 1 - answer["p_fake"])
+
+
+def _answer(label: str) -> str:
+    return "AI-generated" if label == "FAKE" else "Real photo"
 
 
 def _drop_files(driver, files: list[tuple[str, bytes, str]]) -> dict:
@@ -267,7 +279,7 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
     verdict = expected["verdict"]
     label = "UNCERTAIN" if verdict["uncertain"] else verdict["label"]
     assert browser.execute_script("return document.getElementById('verdict').dataset.label;") == label
-    assert _percent(verdict["p_fake"]) in _text(browser, "verdict-detail")
+    assert _own_percent(verdict) in _text(browser, "verdict-detail")
     assert _text(browser, "result-heading") == image.name
     assert "32×32 JPEG" in _text(browser, "result-facts")
 
@@ -275,7 +287,9 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
     assert [card.get_attribute("data-model") for card in cards] == [m["name"] for m in expected["models"]]
     for card, model in zip(cards, expected["models"]):
         assert card.get_attribute("data-label") == model["label"]
-        assert model["label"] in card.text and _percent(model["p_fake"]) in card.text
+        # The answer in words with the model's confidence in it, and the chance of AI the bar shows.
+        assert f"{_answer(model['label'])} · {_own_percent(model)} sure" in card.text
+        assert f"{_percent(model['p_fake'])} chance of AI" in card.text
         share = browser.execute_script("const [bar, fill] = [arguments[0], arguments[0].firstElementChild];"
                                        "return fill.getBoundingClientRect().width / bar.getBoundingClientRect().width;",
                                        card.find_element(By.CSS_SELECTOR, ".bar"))
@@ -285,20 +299,25 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
     marked_card = next(card for card in cards if card.get_attribute("data-heatmap-source") == "true")
     assert "heatmap comes from this model" in marked_card.text
 
-    # The heatmap is painted from the raw values, over the preview, and fades with the slider.
+    # The heatmap is painted from the raw values, over the preview, and fades with the slider. Each cell's alpha
+    # follows its value (issue #15): transparent where the model paid no attention, opaque where it paid most.
     painted = browser.execute_script("""
         const canvas = document.getElementById('heatmap-canvas');
         const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
         const preview = document.getElementById('preview-image');
-        return {width: canvas.width, height: canvas.height, opaque: data.filter((v, i) => i % 4 === 3 && v === 255).length,
+        return {width: canvas.width, height: canvas.height, alpha: [...data.filter((v, i) => i % 4 === 3)],
                 opacity: getComputedStyle(canvas).opacity, previewLoaded: preview.complete && preview.naturalWidth,
                 sameBox: JSON.stringify(canvas.getBoundingClientRect()) === JSON.stringify(preview.getBoundingClientRect())};
     """)
     heat = expected["explanation"]["heatmap"]
     assert (painted["width"], painted["height"]) == (heat["width"], heat["height"])
-    assert painted["opaque"] == heat["width"] * heat["height"]
+    values = [value for row in heat["values"] for value in row]
+    for value, alpha in zip(values, painted["alpha"]):
+        assert alpha == (0 if value <= 0.15 else 255 if value >= 0.6 else pytest.approx(255 * (value - 0.15) / 0.45, abs=1))
+    ranked = sorted(zip(values, painted["alpha"]))
+    assert all(a <= b for (_, a), (_, b) in zip(ranked, ranked[1:]))  # more influence, never more transparent
     assert painted["previewLoaded"] == 32 and painted["sameBox"]
-    assert painted["opacity"] == "0.45"
+    assert painted["opacity"] == "0.6"
     slider = browser.find_element(By.ID, "heatmap-opacity")
     slider.send_keys(Keys.END)
     _wait(browser, _js("getComputedStyle(document.getElementById('heatmap-canvas')).opacity === '1'"),
@@ -312,6 +331,9 @@ def test_file_input_upload_shows_the_servers_verdict_model_cards_and_heatmap(ser
                                      "return {src: img.src.slice(0, 23), width: img.naturalWidth};")
     assert overlay["src"] == "data:image/jpeg;base64," and overlay["width"] > 0
 
+    # The timings are for developers: in "Technical details", closed until opened.
+    assert not _visible(browser, "timing")
+    browser.find_element(By.CSS_SELECTOR, "#timing-block summary").click()
     timing = browser.find_element(By.ID, "timing").text
     assert "Round trip" in timing and "ms" in timing
     _wait(browser, _js(f"document.getElementById('announcer').textContent.includes({json.dumps(image.name)})"),
@@ -356,10 +378,11 @@ def test_a_file_without_metadata_is_not_called_evidence_of_anything(server, brow
     assert "not evidence either way" in _text(browser, "provenance-note")
 
 
-def test_dropped_files_are_queued_analysed_in_turn_and_selectable(server, browser, cifake_test_sample):
+def test_dropped_files_are_queued_analysed_two_at_a_time_and_selectable(server, browser, cifake_test_sample):
     from selenium.webdriver.common.by import By
 
     fake, real = _first(cifake_test_sample, "FAKE"), _first(cifake_test_sample, "REAL")
+    third = sorted((cifake_test_sample / "FAKE").glob("*.jpg"))[1]
     _open(browser, server.base)
     # Record every state the list and the detail panel pass through, to see the queue and the analysing state.
     browser.execute_script("""
@@ -370,15 +393,19 @@ def test_dropped_files_are_queued_analysed_in_turn_and_selectable(server, browse
         })).observe(document.getElementById('main'), {attributes: true, subtree: true, childList: true});
     """)
     dropped = _drop_files(browser, [(fake.name, fake.read_bytes(), "image/jpeg"),
-                                    (real.name, real.read_bytes(), "image/jpeg")])
+                                    (real.name, real.read_bytes(), "image/jpeg"),
+                                    (third.name, third.read_bytes(), "image/jpeg")])
     assert dropped == {"highlighted": True, "overAccepted": True, "highlightedAfterDrop": False}
-    _wait_all_settled(browser, 2)
+    _wait_all_settled(browser, 3)
     seen = browser.execute_script("return window.seen;")
-    assert {"statuses": "analysing,queued", "analysing": True} in seen  # one at a time, the first shown as busy
-    assert {"statuses": "done,analysing", "analysing": False} in seen
+    # Two small images at a time (issue #15: so that one slow upload does not hold back the rest), in the order they
+    # came, the third waiting; the first is shown, as busy.
+    assert {"statuses": "analysing,analysing,queued", "analysing": True} in seen
+    assert not any(state["statuses"].count("analysing") > 2 for state in seen)
+    assert any(state["statuses"].startswith("done,") and not state["analysing"] for state in seen)
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#queue-list li")
-    assert [row.text.splitlines()[0] for row in rows] == [fake.name, real.name]
+    assert [row.text.splitlines()[0] for row in rows] == [fake.name, real.name, third.name]
     assert all(row.get_attribute("data-status") == "done" for row in rows)
     assert _text(browser, "result-heading") == fake.name  # the first of the drop is shown
     assert browser.find_element(By.CSS_SELECTOR, "#queue-list li button[aria-current='true']").text.startswith(
@@ -387,7 +414,7 @@ def test_dropped_files_are_queued_analysed_in_turn_and_selectable(server, browse
     rows[1].find_element(By.TAG_NAME, "button").click()
     assert _text(browser, "result-heading") == real.name
     _, expected = server.request("POST", "/api/predict", real.read_bytes(), "image/jpeg")
-    assert _percent(expected["verdict"]["p_fake"]) in _text(browser, "verdict-detail")
+    assert _own_percent(expected["verdict"]) in _text(browser, "verdict-detail")
 
 
 def test_drop_zone_is_reached_by_tab_shows_focus_and_opens_the_chooser_by_keyboard(server, browser):
@@ -454,7 +481,8 @@ def test_files_the_server_cannot_use_get_plain_inline_errors(server, browser, tm
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#queue-list li")
     assert [row.get_attribute("data-status") for row in rows] == ["error", "error"]
-    assert "Not analysed" in rows[0].text
+    # Refused files read "Rejected", unlike a lost connection ("No connection", tests/frontend/test_page_behaviour.py).
+    assert "Rejected" in rows[0].text and "Rejected" in rows[1].text
 
     rows[0].find_element(By.TAG_NAME, "button").click()
     assert _visible(browser, "result-error") and not _visible(browser, "verdict")

@@ -56,9 +56,42 @@ export function getModels() {
   return request("/api/models");
 }
 
-/** Classify one image, with its Grad-CAM explanation. */
-export function predict(file, { signal } = {}) {
-  const form = new FormData();
-  form.append("image", file, file.name);
-  return request("/api/predict", { method: "POST", body: form, signal });
+/**
+ * Classify one image, with its Grad-CAM explanation. By XMLHttpRequest, the one browser API that reports an
+ * upload's progress: `onProgress(share)` gets 0 to 1 as the bytes go. Aborting `signal` rejects with an AbortError.
+ */
+export function predict(file, { signal, onProgress } = {}) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new DOMException("cancelled", "AbortError"));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `${apiBase()}/api/predict`);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total) onProgress?.(event.loaded / event.total);
+    });
+    xhr.upload.addEventListener("load", () => onProgress?.(1));
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // A proxy's HTML error page or an empty body: the status alone still says what happened.
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body !== null) resolve(body);
+      else {
+        reject(new ApiError("http", {
+          status: xhr.status, code: body?.error?.code ?? "", message: body?.error?.message ?? "",
+        }));
+      }
+    });
+    // Like fetch, an XHR gives no detail on purpose (refused, reset, DNS, CORS all look alike).
+    xhr.addEventListener("error", () => reject(new ApiError("network")));
+    xhr.addEventListener("abort", () => reject(new DOMException("cancelled", "AbortError")));
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
+    const form = new FormData();
+    form.append("image", file, file.name);
+    xhr.send(form);
+  });
 }

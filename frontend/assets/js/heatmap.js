@@ -10,6 +10,15 @@ function jet(v) {
   return [channel(1.5 - Math.abs(4 * v - 3)), channel(1.5 - Math.abs(4 * v - 2)), channel(1.5 - Math.abs(4 * v - 1))];
 }
 
+// Influence below FADE_FROM is left fully transparent and the colour is opaque from OPAQUE_FROM up, so the image
+// shows through wherever the model did not look: JET's "no influence" blue would otherwise cover a small image.
+const FADE_FROM = 0.15;
+const OPAQUE_FROM = 0.6;
+
+function alpha(v) {
+  return channel((v - FADE_FROM) / (OPAQUE_FROM - FADE_FROM));
+}
+
 /**
  * Paint the heatmap at its own resolution (32×32 for CIFAKE models, up to 64 cells a side over a photo). CSS stretches the canvas over the image, and
  * the browser's smoothing while it does so gives the usual soft Grad-CAM look without resampling here.
@@ -29,10 +38,45 @@ export function drawHeatmap(canvas, heatmap) {
       pixels.data[offset] = r;
       pixels.data[offset + 1] = g;
       pixels.data[offset + 2] = b;
-      pixels.data[offset + 3] = 255;
+      pixels.data[offset + 3] = alpha(value);
     }
   }
   context.putImageData(pixels, 0, 0);
+}
+
+const REGIONS = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"];
+
+/** ["a", "b", "c"] -> "a, b and c" */
+function andList(words) {
+  return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
+}
+
+/**
+ * Where the heatmap is hot, in words, for the caption and for screen readers: the image cut in a 3×3 grid, and the
+ * parts whose mean influence comes close to the strongest one's. Cells no tile covered (null) do not count.
+ */
+export function describeHeatmap({ width, height, values }) {
+  const sums = new Array(9).fill(0);
+  const counts = new Array(9).fill(0);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const value = values[y][x];
+      if (value === null) continue;
+      const region = 3 * Math.min(2, Math.floor((3 * y) / height)) + Math.min(2, Math.floor((3 * x) / width));
+      sums[region] += value;
+      counts[region] += 1;
+    }
+  }
+  const means = sums.map((sum, region) => (counts[region] ? sum / counts[region] : null));
+  const scored = means.filter((mean) => mean !== null);
+  if (!scored.length) return "No part of the image was scored.";
+  const strongest = Math.max(...scored);
+  const overall = sums.reduce((a, b) => a + b, 0) / counts.reduce((a, b) => a + b, 0);
+  const hot = REGIONS.filter((_, region) => means[region] !== null && means[region] >= 0.8 * strongest);
+  if (strongest <= 0 || strongest < 1.25 * overall || hot.length > 4) {
+    return "The evidence is spread over the whole image, with no part standing out.";
+  }
+  return `Strongest evidence: ${andList(hot)}.`;
 }
 
 /** Blank the canvas (an item without an explanation, or one still being analysed). */

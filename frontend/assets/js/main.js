@@ -1,10 +1,8 @@
 // Wires the page together: service status, upload sources, the analysis queue, and the panels that show it.
 import { renderAbout, renderAboutUnavailable } from "./about.js";
 import { apiBase, getModels, getReady, predict } from "./api.js";
-import { initHeatmapControls } from "./heatmap.js";
-import { describeError, limitsText, verdictText } from "./messages.js";
+import { describeError, isServiceFailure, limitsText, verdictText } from "./messages.js";
 import { AnalysisQueue } from "./queue.js";
-import { renderDetail, renderList } from "./render.js";
 import { initSamples } from "./samples.js";
 import { initThemeToggle } from "./theme.js";
 import { initUpload } from "./upload.js";
@@ -15,52 +13,115 @@ const $ = (id) => document.getElementById(id);
 let limits = DEFAULT_LIMITS;
 let selectedId = null;
 
-// Re-setting identical text is not announced, so clear first and write on the next frame.
+// Results that arrive close together (two uploads run at once) are read out as one message, so the second does
+// not cut the first off. Re-setting identical text is not announced, hence the clear before each write.
+let pendingAnnouncements = [];
+let announceTimer = 0;
 function announce(text) {
-  const region = $("announcer");
-  region.textContent = "";
-  requestAnimationFrame(() => {
-    region.textContent = text;
-  });
+  pendingAnnouncements.push(text);
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const region = $("announcer");
+    region.textContent = "";
+    const message = pendingAnnouncements.join(" ");
+    pendingAnnouncements = [];
+    requestAnimationFrame(() => {
+      region.textContent = message;
+    });
+  }, 300);
 }
 
+let serviceState = "connecting";
+
 function setServiceStatus(state, text, title = text) {
+  serviceState = state;
   const pill = $("service-status");
   pill.dataset.state = state;
   pill.title = title;
   $("service-status-text").textContent = text;
 }
 
-const queue = new AnalysisQueue(async (file, signal) => {
+const queue = new AnalysisQueue(async (file, options) => {
   await checkFile(file, limits);
-  return predict(file, { signal });
+  return predict(file, options);
 });
 
+// Failed items that trying again could help; a cancelled upload stays cancelled until asked for by itself.
+const retryable = (item) =>
+  item.status === "error" && item.error.kind !== "cancelled" && describeError(item.error, limits).retry;
+
+const actions = {
+  select: (id) => select(id, { reveal: true }),
+  cancel: (id) => queue.cancel(id),
+};
+
+// The result panel's code (render.js and heatmap.js) is needed only once there is an image, so it is fetched then,
+// not on a first visit: the page a newcomer downloads stays small (docs/page.md).
+let view = null;
+let viewLoading = null;
+
+function loadView() {
+  viewLoading ??= import("./render.js").then(
+    (module) => {
+      view = module;
+      view.initHeatmapControls();
+      render();
+    },
+    () => {
+      viewLoading = null; // tried again at the next change
+    },
+  );
+}
+
 function render() {
-  renderList($("queue-list"), queue.items, selectedId, select);
-  renderDetail(queue.get(selectedId), limits);
+  if (view) {
+    view.renderList($("queue-list"), queue.items, selectedId, actions);
+    view.renderDetail(queue.get(selectedId), limits);
+  } else if (queue.items.length) {
+    loadView();
+  }
   const total = queue.items.length;
+  const failed = queue.items.filter(retryable).length;
   $("queue-empty").hidden = total > 0;
   $("clear-queue").hidden = total === 0;
+  $("retry-failed").hidden = failed === 0;
+  $("retry-failed").textContent = `Retry all failed (${failed})`;
   $("queue-count").textContent = total ? `(${total})` : "";
 }
 
-function select(id) {
+// Below the lg breakpoint the result panel sits above the list, often off screen when a row is picked.
+const wideLayout = window.matchMedia("(min-width: 64rem)");
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+
+function select(id, { reveal = false } = {}) {
   selectedId = id;
   render();
+  if (!reveal || wideLayout.matches) return;
+  const panel = $("result-panel");
+  const { top } = panel.getBoundingClientRect();
+  if (top < 0 || top > window.innerHeight / 2) {
+    panel.scrollIntoView({ block: "start", behavior: reducedMotion.matches ? "auto" : "smooth" });
+  }
 }
+
+queue.addEventListener("progress", ({ detail: item }) => {
+  if (!view) return;
+  view.renderList($("queue-list"), queue.items, selectedId, actions);
+  if (item.id === selectedId) $("analysing-text").textContent = `${view.progressText(item)}…`;
+});
 
 queue.addEventListener("change", ({ detail: item }) => {
   render();
   if (!item) return;
   if (item.status === "done") {
-    const { title, detail } = verdictText(item.result.verdict);
+    const { title, detail } = verdictText(item.result);
     announce(`${item.name}: ${title}. ${detail}`);
   } else if (item.status === "error") {
     const { title, detail } = describeError(item.error, limits);
     announce(`${item.name}: ${title}. ${detail}`);
-    // The service went away or lost its models after it was ready: say so in the header too, until it is back.
-    if (item.error.kind === "network" || item.error.status === 503) watchService();
+    // The service went away or lost its models after it was ready: say so in the header too, until it is back
+    // (and then the images that failed for it are sent again).
+    if (isServiceFailure(item.error)) watchService();
   }
 });
 
@@ -78,6 +139,7 @@ function addFiles(files) {
 
 function applyLimits(received) {
   limits = { ...DEFAULT_LIMITS, ...received };
+  if (!limits.thumbnail_max_side) limits.thumbnail_max_side = 64;
   $("limits-text").textContent = limitsText(limits);
   // Browsers match `accept` against names and guessed types; the bytes are still checked before upload.
   $("file-input").accept = limits.media_types.join(",");
@@ -88,15 +150,21 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 let watching = false;
 let detailsLoaded = false;
 
-// Poll readiness until the models are loaded, then fetch their details and the limits (once per page).
+// Poll readiness until the models are loaded, then fetch their details and the limits (once per page). The
+// interval grows to 2 s at most, so the page sees the service back within about that.
+const MAX_POLL_MS = 2000;
+
 async function watchService() {
   if (watching) return;
   watching = true;
-  let delay = 1000;
+  let delay = 500;
   for (;;) {
     try {
       await getReady();
+      const wasReady = serviceState === "ready";
       setServiceStatus("ready", "Ready", "The models are loaded");
+      // Only on the way back to ready: a service that stayed up does not get a failed upload resent unasked.
+      if (!wasReady) queue.retryWhere((item) => isServiceFailure(item.error));
       break;
     } catch (error) {
       if (error.kind === "network") {
@@ -108,13 +176,13 @@ async function watchService() {
       }
     }
     await sleep(delay);
-    delay = Math.min(delay * 1.5, 10000);
+    delay = Math.min(delay * 1.5, MAX_POLL_MS);
   }
   watching = false;
   if (detailsLoaded) return;
   try {
     const models = await getModels();
-    applyLimits(models.limits);
+    applyLimits({ ...models.limits, thumbnail_max_side: models.routing?.thumbnail_max_side });
     renderAbout(models);
     detailsLoaded = true;
   } catch {
@@ -123,10 +191,10 @@ async function watchService() {
 }
 
 initThemeToggle($("theme-toggle"));
-initHeatmapControls();
 initUpload({ dropZone: $("drop-zone"), fileInput: $("file-input"), onFiles: addFiles });
 initSamples({ container: $("samples"), onFiles: addFiles });
 $("retry-button").addEventListener("click", () => queue.retry(selectedId));
+$("retry-failed").addEventListener("click", () => queue.retryWhere(retryable));
 $("clear-queue").addEventListener("click", () => {
   queue.clear();
   selectedId = null;

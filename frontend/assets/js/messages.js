@@ -25,35 +25,97 @@ export function archDescription(arch) {
   return ARCH_DESCRIPTIONS[arch] ?? `Architecture: ${arch}.`;
 }
 
-/** Headline and explanation for an ensemble verdict. */
-export function verdictText(verdict) {
-  const chance = percent(verdict.p_fake);
-  if (verdict.basis === "provenance") {
-    return {
-      tone: "fake",
-      title: "AI-generated, as the file itself declares",
-      detail: `Its metadata says a generator made or edited it (see Provenance below). The models alone give ${chance} probability that it is AI-generated.`,
-    };
-  }
-  if (verdict.uncertain) {
-    const leaning = verdict.label === "FAKE" ? "AI-generated" : "a real photo";
-    return {
-      tone: "uncertain",
-      title: "Uncertain",
-      detail: `The models cannot tell with confidence. They lean towards ${leaning}: ${chance} probability that it is AI-generated.`,
-    };
-  }
-  if (verdict.label === "FAKE") {
-    return { tone: "fake", title: "Likely AI-generated", detail: `${chance} probability that it is AI-generated.` };
-  }
-  return { tone: "real", title: "Likely a real photo", detail: `${chance} probability that it is AI-generated.` };
+// Two models that each are at least this sure of opposite answers disagree: their average near the threshold would
+// read as "cannot tell", when in fact each can, and they contradict each other.
+const DISAGREE_CONFIDENCE = 0.75;
+
+/** How sure a model (or the verdict) is of its own answer: p_fake for AI-generated, 1 - p_fake for a real photo. */
+export function ownConfidence(answer) {
+  return answer.label === "FAKE" ? answer.p_fake : 1 - answer.p_fake;
 }
 
-/** One short phrase for a finished item in the results list and in announcements. */
-export function verdictShort(verdict) {
-  if (verdict.basis === "provenance") return "AI (declared)";
-  if (verdict.uncertain) return "Uncertain";
-  return verdict.label === "FAKE" ? "AI-generated" : "Real photo";
+/** A model's answer in words: "AI-generated" or "Real photo" (never the API's FAKE and REAL). */
+export function answerName(label) {
+  return label === "FAKE" ? "AI-generated" : "Real photo";
+}
+
+function answerPhrase(label) {
+  return label === "FAKE" ? "AI-generated" : "a real photo";
+}
+
+/**
+ * The one state a result is shown in, by precedence: "provenance" (the file declares an AI source), "unreliable"
+ * (the service says the input is outside what the models know), "disagree" (confident models on opposite sides),
+ * "uncertain" (the average close to the threshold), then "fake" or "real". The headline, the list badge and the
+ * announcement all come from it.
+ */
+export function verdictState(result) {
+  const { verdict } = result;
+  const models = result.models ?? [];
+  if (verdict.basis === "provenance") return "provenance";
+  if (result.domain_note) return "unreliable";
+  const opposite = new Set(models.map((model) => model.label)).size > 1;
+  if (opposite && models.every((model) => ownConfidence(model) >= DISAGREE_CONFIDENCE)) return "disagree";
+  if (verdict.uncertain) return "uncertain";
+  return verdict.label === "FAKE" ? "fake" : "real";
+}
+
+const TONES = { provenance: "fake", unreliable: "uncertain", disagree: "uncertain", uncertain: "uncertain",
+  fake: "fake", real: "real" };
+
+function heatmapSentence(result) {
+  const model = result.explanation?.model;
+  return model ? ` The ${modelName(model)} is more confident: its heatmap is shown.` : "";
+}
+
+/** Headline, explanation, list badge and colour tone for a result, all in the same state. */
+export function verdictText(result) {
+  const { verdict } = result;
+  const state = verdictState(result);
+  const answer = answerPhrase(verdict.label);
+  const chance = `${percent(ownConfidence(verdict))} probability that it is ${answer}`;
+  const heatmap = heatmapSentence(result);
+  const shown = { state, tone: TONES[state] };
+  if (state === "provenance") {
+    return { ...shown, short: "AI (declared)", title: "AI-generated, as the file itself declares",
+      detail: `Its metadata says a generator made or edited it (see Provenance below). The models alone give ${percent(verdict.p_fake)} probability that it is AI-generated.${heatmap}` };
+  }
+  if (state === "unreliable") {
+    return { ...shown, short: "Unreliable", title: "Unreliable: outside what the models know",
+      detail: `${result.domain_note} Take the models' answer as a guess at most: ${chance}.${heatmap}` };
+  }
+  if (state === "disagree") {
+    const [first, second] = result.models.map((model) =>
+      `the ${modelName(model.name)} says ${answerPhrase(model.label)} (${percent(ownConfidence(model))} sure)`);
+    return { ...shown, short: "Models disagree", title: "The models disagree",
+      detail: `${first[0].toUpperCase()}${first.slice(1)}, ${second}. When two confident models contradict each other, neither answer can be trusted; their average gives ${chance}.${heatmap}` };
+  }
+  if (state === "uncertain") {
+    return { ...shown, short: "Uncertain", title: "Uncertain",
+      detail: `The models cannot tell with confidence. They lean towards ${answer}: ${chance}.${heatmap}` };
+  }
+  const whole = percent(ownConfidence(verdict), 0);
+  if (state === "fake") {
+    return { ...shown, short: `AI-generated · ${whole}`, title: "Likely AI-generated", detail: `${chance}.${heatmap}` };
+  }
+  return { ...shown, short: `Real photo · ${whole}`, title: "Likely a real photo", detail: `${chance}.${heatmap}` };
+}
+
+/** Whether this failure came from the service being away or not ready (retried when it is back). */
+export function isServiceFailure(error) {
+  return error.kind === "network" || error.status === 503;
+}
+
+/** The list badge for a failure: a lost connection, a refused file and a cancelled upload read differently. */
+export function errorBadge(error) {
+  if (error.kind === "cancelled") return "Cancelled";
+  if (error.kind === "network") return "No connection";
+  if (error.kind === "client") return "Rejected";
+  const status = error.status ?? 0;
+  if (status === 503) return "Service not ready";
+  if (status === 429) return "Service busy";
+  if (status >= 400 && status < 500 && status !== 408) return "Rejected";
+  return "Server error";
 }
 
 function formatNames(limits) {
@@ -76,6 +138,9 @@ function serverSaid(error) {
  */
 export function describeError(error, limits) {
   const accepted = orList(formatNames(limits));
+  if (error.kind === "cancelled") {
+    return { title: "Upload cancelled", detail: "You stopped this upload. Try again to send it.", retry: true };
+  }
   if (error.kind === "network") {
     return {
       title: "Could not reach the detector service",

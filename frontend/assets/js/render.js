@@ -1,33 +1,46 @@
 // Turns queue items into the results list and the detail panel. Reads state, writes DOM; never calls the API.
 import { el, icon, ICONS } from "./dom.js";
 import { bytes, milliseconds, percent } from "./format.js";
-import { clearHeatmap, drawHeatmap, showView } from "./heatmap.js";
-import { describeError, modelName, provenanceText, verdictShort, verdictText } from "./messages.js";
+import { clearHeatmap, describeHeatmap, drawHeatmap, showView } from "./heatmap.js";
+import {
+  answerName, describeError, errorBadge, modelName, ownConfidence, provenanceText, verdictText,
+} from "./messages.js";
+
+export { initHeatmapControls } from "./heatmap.js";
 
 const $ = (id) => document.getElementById(id);
-
-/** "fake" | "real" | "uncertain": drives colours through data-tone in app.css. */
-function toneOf(verdict) {
-  if (verdict.uncertain) return "uncertain";
-  return verdict.label === "FAKE" ? "fake" : "real";
-}
 
 // Enlarging a 32×32 CIFAKE image smoothly would blur exactly the pixels the models judge; show them as pixels.
 function markSmall(image, width, height) {
   image.classList.toggle("pixelated", Math.max(width, height) <= 128);
 }
 
+/** "Uploading 37%" while the bytes go, then "Analysing" while the server works. */
+export function progressText(item) {
+  return item.progress < 1 ? `Uploading ${Math.floor(item.progress * 100)}%` : "Analysing";
+}
+
 function statusBadge(item) {
   if (item.status === "done") {
-    const tone = toneOf(item.result.verdict);
-    const text = `${verdictShort(item.result.verdict)} · ${percent(item.result.verdict.p_fake, 0)}`;
-    return el("span", { class: "badge", dataset: { tone }, text });
+    const { tone, state, short } = verdictText(item.result);
+    return el("span", { class: "badge", dataset: { tone, state }, text: short });
   }
-  if (item.status === "error") return el("span", { class: "badge", dataset: { tone: "error" }, text: "Not analysed" });
+  if (item.status === "error") {
+    return el("span", { class: "badge", dataset: { tone: "error" }, text: errorBadge(item.error) });
+  }
   if (item.status === "analysing") {
-    return el("span", { class: "badge", dataset: { tone: "pending" } }, el("span", { class: "spinner size-3" }), "Analysing");
+    return el("span", { class: "badge", dataset: { tone: "pending" } }, el("span", { class: "spinner size-3" }),
+      progressText(item));
   }
   return el("span", { class: "badge", dataset: { tone: "pending" }, text: "Waiting" });
+}
+
+function rowActions(item, actions) {
+  if (item.status === "queued" || item.status === "analysing") {
+    return el("button", { type: "button", class: "row-action row-cancel", "aria-label": `Cancel ${item.name}`,
+      title: "Cancel", on: { click: () => actions.cancel(item.id) } }, icon(ICONS.close, "size-4"));
+  }
+  return null;
 }
 
 function thumbnail(item) {
@@ -51,7 +64,7 @@ function thumbnail(item) {
  * Bring the list in line with the items. Rows are updated in place and only ever appended, so a row that has
  * keyboard focus keeps it while results arrive.
  */
-export function renderList(list, items, selectedId, onSelect) {
+export function renderList(list, items, selectedId, actions) {
   const ids = new Set(items.map((item) => item.id));
   for (const row of [...list.children]) {
     if (!ids.has(Number(row.dataset.id))) row.remove();
@@ -60,16 +73,21 @@ export function renderList(list, items, selectedId, onSelect) {
   for (const item of items) {
     let row = rows.get(item.id);
     if (!row) {
-      const button = el("button", { type: "button", class: "queue-row", on: { click: () => onSelect(item.id) } },
-        thumbnail(item),
-        el("span", { class: "min-w-0 flex-1 truncate text-left text-sm font-medium", text: item.name }),
-        el("span", { class: "row-status" }));
-      row = el("li", { dataset: { id: item.id } }, button);
+      const button = el("button", { type: "button", class: "queue-row", title: item.name,
+        on: { click: () => actions.select(item.id) } },
+      thumbnail(item),
+      el("span", { class: "min-w-0 flex-1 truncate text-left text-sm font-medium", text: item.name }),
+      el("span", { class: "row-status" }));
+      row = el("li", { class: "flex items-center gap-2", dataset: { id: item.id } }, button,
+        el("span", { class: "row-actions contents" }));
       list.append(row);
     }
     const button = row.firstElementChild;
+    const changed = row.dataset.status !== item.status;
     row.dataset.status = item.status;
     button.querySelector(".row-status").replaceChildren(statusBadge(item));
+    // Rebuilt only when the status changes, so a focused cancel button is not swapped away under the reader.
+    if (changed) row.querySelector(".row-actions").replaceChildren(...[rowActions(item, actions)].filter(Boolean));
     if (item.id === selectedId) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
   }
@@ -116,11 +134,13 @@ function showVerdict(item) {
     title.textContent = item.status === "analysing" ? "Analysing…" : "Waiting in the queue…";
     detail.textContent = "The verdict appears here in a moment.";
     delete box.dataset.label;
+    delete box.dataset.state;
     return;
   }
   const { verdict } = item.result;
-  const text = verdictText(verdict);
+  const text = verdictText(item.result);
   box.dataset.tone = text.tone;
+  box.dataset.state = text.state;
   box.dataset.label = verdict.uncertain ? "UNCERTAIN" : verdict.label;
   title.textContent = text.title;
   detail.textContent = text.detail;
@@ -140,14 +160,17 @@ function modelCard(model, explanation) {
   const tone = model.label === "FAKE" ? "fake" : "real";
   const isSource = explanation?.model === model.name;
   const headingId = `model-${model.name}-heading`;
+  const chance = `${percent(model.p_fake)} chance of AI`;
+  const threshold = percent(model.threshold, 0);
   return el("article", {
     class: "model-card",
     dataset: { model: model.name, tone, label: model.label, heatmapSource: String(isSource) },
     "aria-labelledby": headingId,
   },
-  el("div", { class: "flex items-start justify-between gap-2" },
+  el("div", { class: "flex flex-wrap items-start justify-between gap-2" },
     el("h4", { id: headingId, class: "font-semibold", text: modelName(model.name) }),
-    el("span", { class: "badge", dataset: { tone }, text: model.label })),
+    el("span", { class: "badge", dataset: { tone },
+      text: `${answerName(model.label)} · ${percent(ownConfidence(model))} sure` })),
   isSource && el("p", { class: "heatmap-mark" }, icon(ICONS.flame, "size-4"), "The heatmap comes from this model"),
   el("div", {
     class: "bar mt-3",
@@ -156,13 +179,14 @@ function modelCard(model, explanation) {
     "aria-valuemin": "0",
     "aria-valuemax": "100",
     "aria-valuenow": String(Math.round(model.p_fake * 100)),
-    "aria-valuetext": percent(model.p_fake),
+    "aria-valuetext": `${chance}, threshold ${threshold}`,
   },
   el("span", { class: "bar-fill", style: `width: ${(model.p_fake * 100).toFixed(1)}%` }),
-  el("span", { class: "bar-threshold", style: `left: ${(model.threshold * 100).toFixed(1)}%` })),
-  el("p", { class: "mt-2 flex flex-wrap justify-between gap-x-3 text-sm" },
-    el("span", {}, "AI-generated: ", el("strong", { class: "tabular-nums", text: percent(model.p_fake) })),
-    el("span", { class: "muted tabular-nums", text: `threshold ${percent(model.threshold, 0)}` })));
+  el("span", { class: "bar-threshold", "aria-hidden": "true", style: `left: ${(model.threshold * 100).toFixed(1)}%` })),
+  el("p", { class: "mt-2 text-sm" }, el("strong", { class: "tabular-nums", text: percent(model.p_fake) }),
+    " chance of AI"),
+  el("p", { class: "muted text-xs",
+    text: `The tick is its threshold, ${threshold}: from there up it answers AI-generated.` }));
 }
 
 function showModels(item) {
@@ -183,15 +207,19 @@ function showExplanation(item) {
     clearHeatmap(canvas);
     overlay.removeAttribute("src");
     $("explanation-caption").textContent = "";
+    canvas.setAttribute("aria-label", "No heatmap for this image");
     return;
   }
   drawHeatmap(canvas, explanation.heatmap);
+  const where = describeHeatmap(explanation.heatmap);
+  canvas.setAttribute("aria-label", `Heatmap of the ${modelName(explanation.model)}'s evidence. ${where}`);
   if (overlay.getAttribute("src") !== explanation.image) overlay.src = explanation.image;
   overlay.alt = `Grad-CAM heatmap from ${modelName(explanation.model)} over the image`;
   markSmall(overlay, item.result.input.width, item.result.input.height);
   $("explanation-caption").textContent =
-    `${explanation.method} for ${modelName(explanation.model)}, the more confident model, on its ` +
-    `${explanation.target} answer. Warm colours mark the regions that pushed it most towards that answer.`;
+    `${where} ${explanation.method} for the ${modelName(explanation.model)}, the more confident model, on its ` +
+    `“${answerName(explanation.target)}” answer: warm colours mark the regions that pushed it most towards that ` +
+    "answer; where it had little influence, the image shows through.";
 }
 
 function showProvenance(item) {
@@ -220,6 +248,11 @@ function showTiming(item) {
   $("timing").replaceChildren(...entries.map(([label, value]) => el("div", { class: "stat" },
     el("dt", { class: "muted text-xs", text: label }),
     el("dd", { class: "font-semibold tabular-nums", text: milliseconds(value) }))));
+  const { explanation, input } = item.result;
+  $("technical-facts").textContent = [
+    input.sha256 && `SHA-256 ${input.sha256}`,
+    explanation && `Grad-CAM layer ${explanation.layer} of the ${modelName(explanation.model)}`,
+  ].filter(Boolean).join(" · ");
 }
 
 /** Show one item in the detail panel, or the empty state when there is none. */
@@ -229,14 +262,17 @@ export function renderDetail(item, limits) {
   if (!item) return;
   const result = item.status === "done" ? item.result : null;
   $("result-heading").textContent = item.name;
+  $("result-heading").title = item.name;
   $("result-facts").textContent = result
     ? `${result.input.width}×${result.input.height} ${result.input.format} · ${bytes(result.input.bytes)}` +
-      (result.input.frames > 1 ? ` · ${result.input.frames} frames` : "") +
-      (result.profile === "photo" ? ` · photo models, ${result.tiles} tiles` : " · thumbnail models")
+      (result.input.frames > 1 ? ` · ${result.input.frames} frames: only the first frame was scored` : "") +
+      (result.profile === "photo"
+        ? ` · photo models, ${result.tiles} tiles (larger than a thumbnail)`
+        : ` · thumbnail models (${limits.thumbnail_max_side ?? 64} px or less a side)`)
     : bytes(item.file.size);
   $("result-panel").setAttribute("aria-busy", String(item.status === "analysing" || item.status === "queued"));
   $("analysing-overlay").hidden = !(item.status === "analysing" || item.status === "queued");
-  $("analysing-text").textContent = item.status === "queued" ? "Waiting…" : "Analysing…";
+  $("analysing-text").textContent = item.status === "queued" ? "Waiting…" : `${progressText(item)}…`;
   $("viewer").hidden = item.status === "error";
 
   showPreview(item, result);

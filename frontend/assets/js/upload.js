@@ -13,7 +13,7 @@ function namePasted(file, index) {
   return new File([file], `pasted-${stamp}${suffix}.${extension}`, { type: file.type });
 }
 
-/** Listen for files on the drop zone, the file input, and the clipboard. */
+/** Listen for files dropped on the page, chosen through the drop zone's file input, or pasted. */
 export function initUpload({ dropZone, fileInput, onFiles }) {
   const browse = () => fileInput.click();
   dropZone.addEventListener("click", browse);
@@ -29,37 +29,34 @@ export function initUpload({ dropZone, fileInput, onFiles }) {
     if (files.length) onFiles(files);
   });
 
-  // dragenter/dragleave fire for every child the pointer crosses; counting them keeps the highlight steady.
+  // Files dropped anywhere on the page are added: the drop zone is only the visible invitation, and a file that
+  // lands beside it would otherwise make the browser leave the page to open it. While files are dragged over the
+  // page the zone lights up. dragenter/dragleave fire for every element crossed; counting them keeps it steady.
   let depth = 0;
   const setDragging = (on) => dropZone.toggleAttribute("data-dragging", on);
-  dropZone.addEventListener("dragenter", (event) => {
+  window.addEventListener("dragenter", (event) => {
     if (!carriesFiles(event)) return;
     event.preventDefault();
     depth += 1;
     setDragging(true);
   });
-  dropZone.addEventListener("dragover", (event) => {
+  window.addEventListener("dragover", (event) => {
     if (!carriesFiles(event)) return;
-    event.preventDefault(); // this is what marks the zone as a valid drop target
+    event.preventDefault(); // this is what makes the page a valid drop target
     event.dataTransfer.dropEffect = "copy";
   });
-  dropZone.addEventListener("dragleave", () => {
+  window.addEventListener("dragleave", () => {
     depth = Math.max(0, depth - 1);
     if (depth === 0) setDragging(false);
   });
-  dropZone.addEventListener("drop", (event) => {
+  window.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
     event.preventDefault();
     depth = 0;
     setDragging(false);
-    const files = [...(event.dataTransfer?.files ?? [])];
+    const files = [...event.dataTransfer.files];
     if (files.length) onFiles(files);
   });
-  // A file dropped just beside the zone would otherwise make the browser leave the page to open it.
-  for (const type of ["dragover", "drop"]) {
-    window.addEventListener(type, (event) => {
-      if (carriesFiles(event)) event.preventDefault();
-    });
-  }
 
   document.addEventListener("paste", (event) => {
     const files = [...(event.clipboardData?.files ?? [])];
