@@ -557,7 +557,7 @@ def test_text_contrast_meets_wcag_aa_in_both_themes_for_every_verdict_tone(serve
     _open(browser, server.base)
     _upload(browser, _first(cifake_test_sample, "FAKE"), not_an_image)
     _wait_all_settled(browser, 2)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#queue-list li button")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#queue-list li .queue-row")  # not the rows' remove buttons
     toggle = browser.find_element(By.ID, "theme-toggle")
     for theme in ("light", "dark"):
         if (theme == "dark") != browser.execute_script("return document.documentElement.classList.contains('dark');"):

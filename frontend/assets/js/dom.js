@@ -45,6 +45,7 @@ export function icon(paths, className = "size-5") {
 /** Path data for the few icons the scripts draw (the static ones are inline in index.html). */
 export const ICONS = {
   image: ["M4 5h16v14H4z", "M4 16l5-5 4 4 3-3 4 4", "M15 9h.01"],
+  trash: ["M4 7h16", "M10 11v6", "M14 11v6", "M6 7l1 13h10l1-13", "M9 7V4h6v3"],
   close: ["M6 6l12 12", "M18 6L6 18"],
   flame: ["M12 3c1 4 5 5.5 5 10a5 5 0 0 1-10 0c0-2.5 1.5-3.5 2-5.5C10.5 9 11 10 11 11c1-1.5 1.5-4.5 1-8z"],
 };

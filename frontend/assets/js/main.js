@@ -53,6 +53,15 @@ const retryable = (item) =>
 const actions = {
   select: (id) => select(id, { reveal: true }),
   cancel: (id) => queue.cancel(id),
+  remove: (id) => {
+    // The selection moves to the neighbour, and focus with it, so a keyboard reader is not dropped to the top.
+    const index = queue.items.findIndex((item) => item.id === id);
+    const neighbour = queue.items[index + 1] ?? queue.items[index - 1] ?? null;
+    if (selectedId === id) selectedId = neighbour?.id ?? null;
+    queue.remove(id);
+    const next = neighbour && $("queue-list").querySelector(`li[data-id="${neighbour.id}"] .row-action`);
+    (next ?? $("drop-zone")).focus();
+  },
 };
 
 // The result panel's code (render.js and heatmap.js) is needed only once there is an image, so it is fetched then,
@@ -65,18 +74,23 @@ function loadView() {
     (module) => {
       view = module;
       view.initHeatmapControls();
+      const restored = queue.restore(view.loadSession());
+      if (restored.length && selectedId === null) selectedId = restored[0].id;
       render();
     },
     () => {
       viewLoading = null; // tried again at the next change
     },
   );
+  return viewLoading;
 }
 
 function render() {
   if (view) {
     view.renderList($("queue-list"), queue.items, selectedId, actions);
     view.renderDetail(queue.get(selectedId), limits);
+    view.renderTable(queue.items, actions);
+    view.saveSession(queue.items);
   } else if (queue.items.length) {
     loadView();
   }
@@ -125,7 +139,11 @@ queue.addEventListener("change", ({ detail: item }) => {
   }
 });
 
-function addFiles(files) {
+// Files wait for the result view before they are sent, so every state they pass through is shown (a fast service
+// would otherwise answer before the page could draw the list). The view is fetched as soon as the reader shows an
+// intent to add a file (see below), so the wait is rarely felt.
+async function addFiles(files) {
+  await loadView();
   const notice = $("intake-notice");
   const accepted = files.slice(0, limits.max_batch_files);
   notice.hidden = accepted.length === files.length;
@@ -193,8 +211,18 @@ async function watchService() {
 initThemeToggle($("theme-toggle"));
 initUpload({ dropZone: $("drop-zone"), fileInput: $("file-input"), onFiles: addFiles });
 initSamples({ container: $("samples"), onFiles: addFiles });
+for (const type of ["dragenter", "paste"]) window.addEventListener(type, loadView, { once: true });
+for (const type of ["pointerdown", "focusin", "pointerover"]) {
+  $("drop-zone").addEventListener(type, loadView, { once: true });
+  $("samples").addEventListener(type, loadView, { once: true });
+}
 $("retry-button").addEventListener("click", () => queue.retry(selectedId));
 $("retry-failed").addEventListener("click", () => queue.retryWhere(retryable));
+$("export-csv").addEventListener("click", () => view?.exportCsv(queue.items));
+$("export-json").addEventListener("click", () => view?.exportJson(queue.items));
+$("report-json").addEventListener("click", () => view?.downloadReport(queue.get(selectedId)));
+$("report-png").addEventListener("click", () =>
+  view?.downloadOverlay(queue.get(selectedId), $("heatmap-canvas"), $("heatmap-opacity").value / 100));
 $("clear-queue").addEventListener("click", () => {
   queue.clear();
   selectedId = null;
@@ -203,4 +231,10 @@ $("clear-queue").addEventListener("click", () => {
 });
 $("api-docs-link").href = `${apiBase()}/api/openapi.json`;
 render();
+// Results this tab stored before a reload (session storage holds nothing else of this page's): bring them back.
+try {
+  if (sessionStorage.length) loadView();
+} catch {
+  // storage disabled
+}
 watchService();

@@ -42,6 +42,17 @@ export class AnalysisQueue extends EventTarget {
     return added;
   }
 
+  /** Bring back finished results stored before a reload: no file to send again, a preview only if one was kept. */
+  restore(entries) {
+    const restored = entries.map(({ name, result, preview, roundTripMs }) => ({
+      id: nextId++, file: null, name, previewUrl: preview ?? "", preview: preview ?? null, status: "done",
+      progress: 1, result, error: null, roundTripMs: roundTripMs ?? null,
+    }));
+    this.items.push(...restored);
+    this.#changed(null);
+    return restored;
+  }
+
   /** Put back in the queue every failed item `accepts` (by default, the one with this id). */
   retryWhere(accepts) {
     const again = this.items.filter((item) => item.status === "error" && accepts(item));
@@ -77,14 +88,14 @@ export class AnalysisQueue extends EventTarget {
     if (!item) return;
     this.inFlight.get(id)?.abort();
     this.items = this.items.filter((candidate) => candidate !== item);
-    URL.revokeObjectURL(item.previewUrl);
+    if (item.file) URL.revokeObjectURL(item.previewUrl);
     this.#changed(null);
   }
 
   /** Forget every item and stop the uploads under way. */
   clear() {
     for (const controller of this.inFlight.values()) controller.abort();
-    for (const item of this.items) URL.revokeObjectURL(item.previewUrl);
+    for (const item of this.items) if (item.file) URL.revokeObjectURL(item.previewUrl);
     this.items = [];
     this.#changed(null);
   }

@@ -6,7 +6,11 @@ import {
   answerName, describeError, errorBadge, modelName, ownConfidence, provenanceText, verdictText,
 } from "./messages.js";
 
+// What main.js loads once there is an image (render.js is its entry to the result side of the page).
 export { initHeatmapControls } from "./heatmap.js";
+export { downloadOverlay, downloadReport, leanResult } from "./report.js";
+export { loadSession, saveSession } from "./session.js";
+export { exportCsv, exportJson, renderTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,7 +44,8 @@ function rowActions(item, actions) {
     return el("button", { type: "button", class: "row-action row-cancel", "aria-label": `Cancel ${item.name}`,
       title: "Cancel", on: { click: () => actions.cancel(item.id) } }, icon(ICONS.close, "size-4"));
   }
-  return null;
+  return el("button", { type: "button", class: "row-action row-remove", "aria-label": `Remove ${item.name}`,
+    title: "Remove", on: { click: () => actions.remove(item.id) } }, icon(ICONS.trash, "size-4"));
 }
 
 function thumbnail(item) {
@@ -87,7 +92,7 @@ export function renderList(list, items, selectedId, actions) {
     row.dataset.status = item.status;
     button.querySelector(".row-status").replaceChildren(statusBadge(item));
     // Rebuilt only when the status changes, so a focused cancel button is not swapped away under the reader.
-    if (changed) row.querySelector(".row-actions").replaceChildren(...[rowActions(item, actions)].filter(Boolean));
+    if (changed) row.querySelector(".row-actions").replaceChildren(rowActions(item, actions));
     if (item.id === selectedId) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
   }
@@ -113,6 +118,9 @@ function showPreview(item, result) {
     image.onerror = () => {
       image.hidden = true;
       missing.hidden = false;
+      missing.textContent = item.file
+        ? "No preview: the browser cannot show this file."
+        : "No preview: larger images are not kept when the page is reloaded.";
     };
     image.src = item.previewUrl;
     image.alt = `Preview of ${item.name}`;
@@ -198,7 +206,9 @@ function showModels(item) {
 
 function showExplanation(item) {
   const canvas = $("heatmap-canvas");
-  const explanation = item.status === "done" ? item.result.explanation : null;
+  // A result restored after a reload may have had its heatmap left out to fit the tab's storage.
+  const explanation = item.status === "done" && item.result.explanation?.heatmap?.values
+    ? item.result.explanation : null;
   $("heatmap-controls").hidden = !explanation;
   $("view-side").disabled = !explanation;
   const overlay = $("side-overlay");
@@ -285,4 +295,5 @@ export function renderDetail(item, limits) {
   showExplanation(item);
   showProvenance(item);
   showTiming(item);
+  $("report-block").hidden = !result;
 }
