@@ -351,6 +351,14 @@ def test_a_photo_upload_names_the_photo_models_and_paints_the_heatmap_over_the_w
     assert f"photo models, {expected['tiles']} tiles" in _text(browser, "result-facts")
     size = browser.execute_script("const c = document.getElementById('heatmap-canvas'); return [c.width, c.height];")
     assert size == [expected["explanation"]["heatmap"]["width"], expected["explanation"]["heatmap"]["height"]]
+    # The tiles the photo pair scored are outlined over the preview, in the image's own pixels.
+    grid = browser.execute_script("""const grid = document.getElementById('tile-grid');
+        return {shown: !grid.hidden, viewBox: grid.getAttribute('viewBox'),
+                rects: [...grid.querySelectorAll('rect')].map((r) => ['x', 'y', 'width', 'height'].map(
+                    (name) => Number(r.getAttribute(name))))};""")
+    assert grid["shown"] and grid["viewBox"] == f"0 0 {expected['input']['width']} {expected['input']['height']}"
+    assert grid["rects"] == expected["explanation"]["heatmap"]["tiles"]
+    assert f"the {expected['tiles']} tiles" in _text(browser, "explanation-caption")
 
 
 def test_a_file_that_declares_an_ai_source_says_so_in_the_headline_and_the_provenance_panel(server, browser,

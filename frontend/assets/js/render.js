@@ -218,8 +218,10 @@ function showExplanation(item) {
     overlay.removeAttribute("src");
     $("explanation-caption").textContent = "";
     canvas.setAttribute("aria-label", "No heatmap for this image");
+    showTiles(null);
     return;
   }
+  const tiles = showTiles(explanation.heatmap.tiles, item.result.input);
   drawHeatmap(canvas, explanation.heatmap);
   const where = describeHeatmap(explanation.heatmap);
   canvas.setAttribute("aria-label", `Heatmap of the ${modelName(explanation.model)}'s evidence. ${where}`);
@@ -229,7 +231,25 @@ function showExplanation(item) {
   $("explanation-caption").textContent =
     `${where} ${explanation.method} for the ${modelName(explanation.model)}, the more confident model, on its ` +
     `“${answerName(explanation.target)}” answer: warm colours mark the regions that pushed it most towards that ` +
-    "answer; where it had little influence, the image shows through.";
+    "answer; where it had little influence, the image shows through." +
+    (tiles ? ` The dashed outlines are the ${tiles} tiles of the image's own pixels the photo models scored.` : "");
+}
+
+// The photo pair scores up to 16 native-resolution tiles: outlined over the preview, in the image's own pixels.
+function showTiles(tiles, input) {
+  const grid = $("tile-grid");
+  grid.hidden = !tiles?.length;
+  if (grid.hidden) {
+    grid.replaceChildren();
+    return 0;
+  }
+  grid.setAttribute("viewBox", `0 0 ${input.width} ${input.height}`);
+  grid.replaceChildren(...tiles.map(([x, y, width, height]) => {
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    for (const [name, value] of Object.entries({ x, y, width, height })) rect.setAttribute(name, String(value));
+    return rect;
+  }));
+  return tiles.length;
 }
 
 function showProvenance(item) {
