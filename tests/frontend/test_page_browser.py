@@ -587,7 +587,8 @@ def test_text_contrast_meets_wcag_aa_in_both_themes_for_every_verdict_tone(serve
 
 
 def test_screenshots_of_both_themes_with_the_shipped_weights(browser, cifake_test_sample, tmp_path):
-    """Runs the shipped models (saved_models/) and writes {light,dark}-{desktop,mobile}.png screenshots."""
+    """Runs the shipped models (saved_models/) and writes {light,dark}-{desktop,mobile}.png screenshots: a CIFAKE
+    thumbnail and a photo (the AI sample) as a batch, the photo's result on the desktop, the thumbnail's at 390 px."""
     from selenium.webdriver.common.by import By
 
     missing = [str(SHIPPED_WEIGHTS_DIR / name) for name in ("cnn.pt", "efficientnet_b0.pt")
@@ -607,10 +608,13 @@ def test_screenshots_of_both_themes_with_the_shipped_weights(browser, cifake_tes
                                 {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
         _set_viewport(browser, 1280, 900, mobile=False)
         _open(browser, live.base)
-        _upload(browser, image)
-        _wait_all_settled(browser, 1)
+        photo = PROJECT_ROOT / "frontend" / "assets" / "samples" / "photo-ai.jpg"
+        _upload(browser, image, photo)
+        _wait_all_settled(browser, 2)
         assert browser.execute_script("return document.getElementById('verdict').dataset.label;") == (
             answers[image]["verdict"]["label"])
+        assert _visible(browser, "batch")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#queue-list li .queue-row")
         accuracy = browser.find_elements(By.CSS_SELECTOR, "#about-models dl[data-split='test'] dd")
         assert len(accuracy) == 6 and all(dd.text.strip() not in ("", "–") for dd in accuracy)
 
@@ -622,8 +626,11 @@ def test_screenshots_of_both_themes_with_the_shipped_weights(browser, cifake_tes
                 browser.find_element(By.ID, "theme-toggle").click()
             browser.execute_script("document.activeElement.blur();")  # no focus ring in the pictures
             time.sleep(0.5)  # let colour transitions finish
-            for name, (width, height, mobile) in {"desktop": (1280, 900, False), "mobile": (375, 812, True)}.items():
+            for name, (width, height, mobile) in {"desktop": (1280, 900, False), "mobile": (390, 844, True)}.items():
                 _set_viewport(browser, width, height, mobile)
+                rows[0 if mobile else 1].click()
+                browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+                time.sleep(0.5)  # let the smooth scroll to the result end
                 overflow = browser.execute_script(
                     "return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
                 assert overflow <= 0, f"the page scrolls sideways at {width} px ({theme})"
