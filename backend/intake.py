@@ -39,11 +39,12 @@ def _count_parts(body: bytes, boundary: str) -> int:
 def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes | memoryview]] | None:
     """The parts of a multipart/form-data body as (headers, content), read by python-multipart; None for a body it
     refuses or would misread (LF line ends, a preamble, a header line without a colon, no closing delimiter, a part
-    without a content section), which the caller leaves to werkzeug's parser, so unusual bodies get the same treatment as before.
+    without a content section), which the caller leaves to werkzeug's parser, so unusual bodies get the same
+    treatment as before.
 
     Not werkzeug's parser for every body: it compiles its regular expressions anew for every boundary, and every
-    client picks a new boundary per request, which costs about 0.8 ms of server CPU per upload; python-multipart
-    reads at the speed of the hand-written reader it replaced (docs/multipart-reader.md). Header names are lower-cased; values are decoded as Latin-1, as HTTP
+    client picks a new boundary per request; python-multipart parsed a 3 KB upload in 401 us against werkzeug's
+    1,113 us here (docs/multipart-reader.md). Header names are lower-cased; values are decoded as Latin-1, as HTTP
     headers are. Contents are memoryviews into `body` (the parser hands each over in one piece when the body is
     written at once), so a batch's files are not copied out of its body all at once.
     """

@@ -57,7 +57,6 @@ class LoadedModel:
     spec: PreprocessSpec
     forward: ForwardPass
     explainer: GradCamExplainer | None  # None when loaded with explanations=False
-    file: str = ""
 
     @property
     def temperature(self) -> float:
@@ -102,8 +101,7 @@ def load_model(path: Path, runtime: str = "onnxruntime", threads: int | None = N
         from utils.inference.gradcam import GradCamExplainer
         explainer = GradCamExplainer(split, spec.input_size, runtime, threads, tile_batch=max_tiles if photo else None)
     return LoadedModel(name=metadata["name"], model=model, metadata=metadata, spec=spec,
-                       forward=build_forward(split, spec.input_size, runtime, threads), explainer=explainer,
-                       file=path.name)
+                       forward=build_forward(split, spec.input_size, runtime, threads), explainer=explainer)
 
 
 def is_blank(pixels: np.ndarray) -> bool:
